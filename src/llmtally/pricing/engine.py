@@ -13,6 +13,7 @@ text rate of their direction. A token count that has no rate even then makes the
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -27,6 +28,7 @@ from llmtally.pricing.model import MTOK, UNPRICED, Cost, ModelPricing, PricePeri
 from llmtally.pricing.overrides import Overrides, load_overrides
 from llmtally.usage import Usage
 
+ENV_PRICE_FILES = "LLMTALLY_PRICE_FILES"
 _ZERO = Decimal(0)
 _ONE = Decimal(1)
 _MISSING = object()
@@ -182,6 +184,13 @@ class PriceBook:
     def from_files(cls, paths: Sequence[str | Path]) -> PriceBook:
         """A price book with override files loaded now (errors raise :class:`PriceFileError`)."""
         return cls(load_overrides(*paths))
+
+    @classmethod
+    def from_env(cls, extra: Sequence[str | Path] = ()) -> PriceBook:
+        """Override files named in ``LLMTALLY_PRICE_FILES`` (os.pathsep-separated), then ``extra``."""
+        env = os.environ.get(ENV_PRICE_FILES, "")
+        paths: list[str | Path] = [p for p in env.split(os.pathsep) if p.strip()]
+        return cls.from_files([*paths, *extra])
 
     @property
     def catalog(self) -> Catalog | None:

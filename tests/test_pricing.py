@@ -1,0 +1,235 @@
+"""Cost tests. Every expected amount is derived by hand here from the provider's published price per
+1M tokens (quoted in the comment), never read back from the engine."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from llmtally import semconv
+from llmtally.pricing import PriceBook, load_overrides
+from llmtally.usage import Usage
+
+D = Decimal
+M = D(1_000_000)
+AT = datetime(2025, 9, 1, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture(scope="module")
+def book() -> PriceBook:
+    return PriceBook()
+
+
+def cost_of(book: PriceBook, usage: Usage, provider: str, model: str, at: datetime = AT,
+            response_model: str | None = None, service_tier: str | None = None):
+    return book.cost(usage, provider=provider, request_model=model, response_model=response_model,
+                     at=at, service_tier=service_tier)
+
+
+def assert_breakdown_sums(cost) -> None:
+    assert cost.amount == sum(cost.breakdown.values())
+    assert set(cost.breakdown) == set(semconv.TOKEN_LEAVES)
+
+
+def test_gpt_4o_mini_with_cached_tokens(book: PriceBook) -> None:
+    # gpt-4o-mini: $0.15 input, $0.075 cached input, $0.60 output per 1M tokens.
+    usage = Usage.build(input_tokens=12_000, output_tokens=800, cache_read_tokens=10_000)
+    cost = cost_of(book, usage, "openai", "gpt-4o-mini", response_model="gpt-4o-mini-2024-07-18")
+    uncached = D(2_000) * D("0.15") / M  # 0.0003
+    cached = D(10_000) * D("0.075") / M  # 0.00075
+    output = D(800) * D("0.60") / M  # 0.00048
+    assert cost.status == "priced" and cost.source == "local"
+    assert cost.amount == uncached + cached + output == D("0.00153")
+    assert cost.breakdown["cache_read"] == D("0.00075")
+    assert cost.priced_as == "gpt-4o-mini"
+    assert_breakdown_sums(cost)
+
+
+def test_o3_reasoning_tokens_are_billed_as_output(book: PriceBook) -> None:
+    # o3 since 2025-06-10: $2 input, $0.50 cached input, $8 output; reasoning tokens bill as output.
+    usage = Usage.build(input_tokens=1_000, output_tokens=5_000, reasoning_tokens=4_200)
+    cost = cost_of(book, usage, "openai", "o3")
+    assert cost.breakdown["reasoning"] == D(4_200) * 8 / M == D("0.0336")
+    assert cost.breakdown["output"] == D(800) * 8 / M == D("0.0064")
+    assert cost.amount == D("0.002") + D("0.0336") + D("0.0064") == D("0.042")
+    assert_breakdown_sums(cost)
+
+
+def test_price_changed_on_a_date_before_and_after(book: PriceBook) -> None:
+    # OpenAI cut o3 from $10/$40 to $2/$8 per 1M on 2025-06-10.
+    usage = Usage.build(input_tokens=1_000_000, output_tokens=1_000_000)
+    before = cost_of(book, usage, "openai", "o3", at=datetime(2025, 6, 9, 23, 59, tzinfo=timezone.utc))
+    after = cost_of(book, usage, "openai", "o3", at=datetime(2025, 6, 10, 0, 1, tzinfo=timezone.utc))
+    assert before.amount == D(10) + D(40)
+    assert after.amount == D(2) + D(8)
+
+
+def test_claude_5m_and_1h_cache_writes_and_cache_reads(book: PriceBook) -> None:
+    # Claude Sonnet 4.5 (<=200k input): $3 input, $3.75 5-minute cache write, $6 1-hour cache write,
+    # $0.30 cache read, $15 output per 1M tokens.
+    raw = {"input_tokens": 2_000, "cache_read_input_tokens": 50_000, "cache_creation_input_tokens": 30_000,
+           "cache_creation": {"ephemeral_5m_input_tokens": 10_000, "ephemeral_1h_input_tokens": 20_000},
+           "output_tokens": 1_500}
+    from llmtally.usage import from_anthropic
+
+    usage = from_anthropic({"usage": raw})
+    assert usage.input_tokens == 82_000  # 2,000 + 50,000 + 30,000: Anthropic's input excludes cache
+    cost = cost_of(book, usage, "anthropic", "claude-sonnet-4-5-20250929")
+    expected_write = D(10_000) * D("3.75") / M + D(20_000) * D(6) / M  # 0.0375 + 0.12
+    assert cost.breakdown["cache_write"] == expected_write == D("0.1575")
+    assert cost.breakdown["cache_read"] == D(50_000) * D("0.30") / M == D("0.015")
+    assert cost.breakdown["uncached_input"] == D(2_000) * 3 / M == D("0.006")
+    assert cost.breakdown["output"] == D(1_500) * 15 / M == D("0.0225")
+    assert cost.amount == D("0.201")
+    assert_breakdown_sums(cost)
+
+
+def test_gemini_25_pro_long_context_tier(book: PriceBook) -> None:
+    # Gemini 2.5 Pro: prompts <= 200k tokens $1.25 input / $10 output; above 200k every token of the
+    # call is priced $2.50 input / $15 output (cached input $0.125 / $0.25).
+    small = Usage.build(input_tokens=200_000, output_tokens=1_000)
+    large = Usage.build(input_tokens=250_000, output_tokens=1_000, cache_read_tokens=100_000)
+    assert cost_of(book, small, "gcp.gemini", "gemini-2.5-pro").amount == \
+        D(200_000) * D("1.25") / M + D(1_000) * 10 / M == D("0.26")
+    cost = cost_of(book, large, "gcp.gemini", "gemini-2.5-pro")
+    assert cost.breakdown["uncached_input"] == D(150_000) * D("2.50") / M == D("0.375")
+    assert cost.breakdown["cache_read"] == D(100_000) * D("0.25") / M == D("0.025")
+    assert cost.breakdown["output"] == D(1_000) * 15 / M == D("0.015")
+    assert cost.amount == D("0.415")
+
+
+def test_gemini_thoughts_priced_as_output(book: PriceBook) -> None:
+    # Gemini 2.5 Flash: $0.30 input, $2.50 output (thinking included) per 1M tokens.
+    from llmtally.usage import from_google_genai
+
+    usage = from_google_genai({"usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 877,
+                                                 "thoughtsTokenCount": 1058, "totalTokenCount": 1940}})
+    cost = cost_of(book, usage, "gcp.gemini", "gemini-2.5-flash")
+    assert cost.amount == D(5) * D("0.30") / M + D(877 + 1058) * D("2.50") / M == D("0.0048390")
+
+
+def test_unknown_model_is_unpriced_never_zero(book: PriceBook) -> None:
+    usage = Usage.build(input_tokens=100, output_tokens=100)
+    cost = cost_of(book, usage, "openai", "gpt-4o-ultra-9000")
+    assert cost.status == semconv.CostStatus.UNPRICED
+    assert cost.amount is None and not cost.priced
+    assert cost_of(book, usage, "ollama", "llama3").status == "unpriced"
+    assert cost_of(book, usage, "openai", "").status == "unpriced"
+
+
+def test_provider_returned_cost_wins(book: PriceBook) -> None:
+    from llmtally.usage import from_openai_chat
+
+    usage = from_openai_chat({"usage": {"prompt_tokens": 10, "completion_tokens": 5, "cost": 0.000123}})
+    cost = cost_of(book, usage, "openrouter", "anthropic/claude-3.5-sonnet")
+    assert cost.source == semconv.CostSource.PROVIDER
+    assert cost.amount == D("0.000123")  # exact: never Decimal(0.000123) with its binary expansion
+
+
+def test_override_discounts_a_provider_by_20_percent(tmp_path: Path) -> None:
+    # gpt-4o list: $2.50 input, $10 output; a negotiated 20% discount pays 80% of that.
+    path = tmp_path / "prices.toml"
+    path.write_text("[multipliers]\nopenai = 0.8\n")
+    book = PriceBook(load_overrides(path))
+    usage = Usage.build(input_tokens=1_000_000, output_tokens=100_000)
+    cost = cost_of(book, usage, "openai", "gpt-4o")
+    assert cost.amount == (D("2.50") + D("1.00")) * D("0.8") == D("2.8")
+    # Other providers are untouched: Claude 3.5 Haiku $0.80 input.
+    other = cost_of(book, Usage.build(input_tokens=1_000_000), "anthropic", "claude-3-5-haiku-20241022")
+    assert other.amount == D("0.80")
+    assert "x0.8" in (cost.catalog or "")
+
+
+def test_cohere_prices_billed_units_not_tokens(book: PriceBook) -> None:
+    # command-a: $2.50 input, $10 output per 1M; Cohere bills billed_units (227 in, 225 out), not the
+    # 723/227 tokens the model saw.
+    from llmtally.usage import from_cohere
+
+    usage = from_cohere({"meta": {"billed_units": {"input_tokens": 227, "output_tokens": 225},
+                                  "tokens": {"input_tokens": 723, "output_tokens": 227}, "cached_tokens": 448}})
+    assert usage.input_tokens == 723
+    cost = cost_of(book, usage, "cohere", "command-a-03-2025")
+    assert cost.amount == D(227) * D("2.5") / M + D(225) * 10 / M == D("0.0028175")
+
+
+@pytest.mark.parametrize(("provider", "model", "priced_as"), [
+    ("openai", "gpt-4o-mini", "gpt-4o-mini"),
+    ("openai", "gpt-4o-mini-2024-07-18", "gpt-4o-mini"),
+    ("openai", "gpt-4o", "gpt-4o"),
+    ("openai", "gpt-4o-2024-08-06", "gpt-4o"),
+    ("openai", "gpt-4o-2024-05-13", "gpt-4o-2024-05-13"),  # its own (higher) price, not gpt-4o's
+    ("openai", "ft:gpt-4o-mini:acme::abc123", "ft:gpt-4o-mini"),
+    ("azure.ai.openai", "gpt-4o-mini", "gpt-4o-mini"),
+    ("anthropic", "claude-3-5-haiku-20241022", "claude-3-5-haiku-latest"),
+    ("aws.bedrock", "us.anthropic.claude-3-5-haiku-20241022-v1:0", None),
+    ("aws.bedrock", "amazon.nova-micro-v1:0", "amazon.nova-micro-v1:0"),
+    ("gcp.gemini", "models/gemini-2.5-flash", "gemini-2.5-flash"),
+    ("gcp.vertex_ai", "gemini-2.0-flash-001", "gemini-2.0-flash"),
+    ("openrouter", "openai/gpt-4o-mini", None),
+])
+def test_model_matching_rules(book: PriceBook, provider: str, model: str, priced_as: str | None) -> None:
+    resolved = book.resolve(provider, model, AT)
+    assert resolved is not None, model
+    if priced_as is not None:
+        assert resolved.pricing.model == priced_as
+
+
+@pytest.mark.parametrize(("provider", "model"), [
+    ("openai", "gpt-4o-turbo"),  # an unseen variant of a known family
+    ("openai", "gpt-4o-mini-ultra"),
+    ("anthropic", "claude-sonnet-4-5-turbo"),  # genai-prices would match this by prefix
+    ("openai", "gpt"),
+    ("openai", "4o"),
+    ("gcp.gemini", "gemini-2.5"),
+])
+def test_no_loose_substring_matches(book: PriceBook, provider: str, model: str) -> None:
+    assert book.resolve(provider, model, AT) is None
+
+
+def test_mini_and_full_model_never_swap(book: PriceBook) -> None:
+    usage = Usage.build(input_tokens=1_000_000)
+    mini = cost_of(book, usage, "openai", "gpt-4o-mini").amount
+    full = cost_of(book, usage, "openai", "gpt-4o").amount
+    assert (mini, full) == (D("0.15"), D("2.50"))
+
+
+def test_response_model_first_then_request_model(book: PriceBook) -> None:
+    # The recorded davinci completion reports 'davinci:2023-07-21-v2', which no catalog knows: the
+    # request's 'davinci-002' ($2 / $2 per 1M) prices it.
+    usage = Usage.build(input_tokens=8, output_tokens=16)
+    cost = cost_of(book, usage, "openai", "davinci-002", response_model="davinci:2023-07-21-v2")
+    assert cost.amount == D(24) * 2 / M
+
+
+def test_service_tier_variant_after_its_start_date(book: PriceBook) -> None:
+    # gpt-5-mini flex tier from 2026-10-12: $0.125 input, $1 output (standard $0.25 / $2).
+    usage = Usage.build(input_tokens=1_000_000, output_tokens=1_000_000)
+    at = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    assert cost_of(book, usage, "openai", "gpt-5-mini", at=at, service_tier="flex").amount == D("1.125")
+    assert cost_of(book, usage, "openai", "gpt-5-mini", at=at, service_tier="default").amount == D("2.25")
+    assert cost_of(book, usage, "openai", "gpt-5-mini", at=at).amount == D("2.25")
+
+
+def test_off_peak_prices_follow_the_time_of_day(book: PriceBook) -> None:
+    # DeepSeek chat in the bundled catalog: $0.27 input in the 00:30-16:30 UTC window, $0.135 outside.
+    usage = Usage.build(input_tokens=1_000_000)
+    day = cost_of(book, usage, "deepseek", "deepseek-chat", at=datetime(2025, 9, 1, 12, tzinfo=timezone.utc))
+    night = cost_of(book, usage, "deepseek", "deepseek-chat", at=datetime(2025, 9, 1, 20, tzinfo=timezone.utc))
+    assert (day.amount, night.amount) == (D("0.27"), D("0.135"))
+
+
+def test_cached_cost_equals_fresh_resolution(book: PriceBook) -> None:
+    usage = Usage.build(input_tokens=3_333, output_tokens=777, cache_read_tokens=1_111, reasoning_tokens=7)
+    first = cost_of(book, usage, "openai", "gpt-4o-mini")
+    second = cost_of(book, usage, "openai", "gpt-4o-mini")
+    fresh = PriceBook().cost(usage, provider="openai", request_model="gpt-4o-mini", at=AT)
+    assert first.amount == second.amount == fresh.amount
+
+
+def test_cost_never_raises_on_odd_usage(book: PriceBook) -> None:
+    odd = Usage.build(input_tokens="12", output_tokens=-3, cache_read_tokens=99, reasoning_tokens="x")
+    cost = cost_of(book, odd, "openai", "gpt-4o-mini")
+    assert cost.priced and cost.amount == D(12) * D("0.075") / M  # all 12 input tokens were cache reads
