@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
+from typing import NoReturn
 
 from llmtally._version import __version__
 from llmtally.pricing import PriceBook, PriceFileError, Rates
@@ -14,7 +15,7 @@ from llmtally.pricing.model import RATE_FIELDS
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one clear line, exit 2, as argparse does, minus usage noise
+    def error(self, message: str) -> NoReturn:  # one clear line, exit 2, as argparse does, minus usage noise
         self.exit(2, f"llmtally: error: {message}\n")
 
 
