@@ -139,7 +139,8 @@ class Usage:
             return NotImplemented
 
         def opt(a: Any, b: Any) -> Any:
-            return None if a is None and b is None else (a or 0) + (b or 0)
+            # Not `(a or 0) + (b or 0)`: a zero Decimal cost is falsy and would turn into int 0.
+            return b if a is None else a if b is None else a + b
 
         return Usage(
             input_tokens=self.input_tokens + other.input_tokens,
