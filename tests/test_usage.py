@@ -354,6 +354,14 @@ def test_add_optional_fields() -> None:
     assert (some + some).provider_cost == Decimal("1.0")
 
 
+def test_add_keeps_a_zero_cost_decimal() -> None:
+    free = Usage.build(provider_cost=0)
+    for total in (EMPTY_USAGE + free, free + EMPTY_USAGE, free + free):
+        assert isinstance(total.provider_cost, Decimal)
+        assert total.provider_cost == 0
+    assert (EMPTY_USAGE + Usage.build(billed_input_tokens=0)).billed_input_tokens == 0
+
+
 def test_add_flags_are_sticky() -> None:
     clean = Usage.build(input_tokens=1)
     assert (clean + Usage.build(input_tokens=-1)).clamped

@@ -13,6 +13,7 @@ wire format gets it for free, and records every request for assertions.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
@@ -213,10 +214,10 @@ def _make_handler(provider: FakeProvider) -> type[BaseHTTPRequestHandler]:
                 time.sleep(scenario.delay)
             status = scenario.error_status
             if status is not None:
-                reply: Reply = route.error(status, f"fake {status} error")
+                error = route.error(status, f"fake {status} error")
                 if status == 429:
-                    reply.headers.setdefault("retry-after", "0")
-                self._send_json(reply)
+                    error.headers.setdefault("retry-after", "0")
+                self._send_json(error)
                 return
             reply = route.handler(request, scenario)
             if isinstance(reply, JsonReply):
@@ -251,10 +252,8 @@ def _make_handler(provider: FakeProvider) -> type[BaseHTTPRequestHandler]:
             if cut:
                 # Drop the connection without the terminating chunk: the client sees a broken stream.
                 self.close_connection = True
-                try:
+                with contextlib.suppress(OSError):
                     self.connection.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
                 return
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
