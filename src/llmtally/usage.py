@@ -5,9 +5,10 @@ Semantics (OpenTelemetry GenAI, DESIGN.md): ``input_tokens`` includes cache read
 cache write, visible output, reasoning) always sum to ``input_tokens + output_tokens``: prices and the
 per-kind token counter work on leaves so nothing is counted twice.
 
-Normalisers accept the SDK's response/usage objects or their plain ``dict`` (wire JSON) forms, never
-raise, and flag (``clamped``) any payload they had to correct: a sub-count above its total, a negative, a
-string or a ``None`` where a count belongs.
+Normalisers accept the SDK's response/usage objects or their plain ``dict`` (wire JSON) forms and
+never raise. An absent count (``None``) reads as 0; whole numbers given as floats or numeric strings
+are accepted as they are. Anything that had to be *corrected* — a negative, a fraction, a non-numeric
+string or object, a sub-count above its total — is clamped and the record flagged ``clamped``.
 """
 
 from __future__ import annotations
