@@ -233,3 +233,25 @@ def test_cost_never_raises_on_odd_usage(book: PriceBook) -> None:
     odd = Usage.build(input_tokens="12", output_tokens=-3, cache_read_tokens=99, reasoning_tokens="x")
     cost = cost_of(book, odd, "openai", "gpt-4o-mini")
     assert cost.priced and cost.amount == D(12) * D("0.075") / M  # all 12 input tokens were cache reads
+
+
+def test_no_network_at_import_init_or_first_cost() -> None:
+    # A fresh interpreter whose sockets refuse to connect: importing llmtally, loading the bundled
+    # catalog and pricing a call must all work offline.
+    import subprocess
+    import sys
+
+    code = """
+import socket
+def refuse(*a, **k):
+    raise SystemExit("network access attempted")
+socket.socket.connect = refuse
+socket.create_connection = refuse
+import llmtally
+from llmtally import PriceBook, Usage
+cost = PriceBook().cost(Usage(input_tokens=10, output_tokens=5), provider="openai", request_model="gpt-4o-mini")
+print(cost.status)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "priced"
