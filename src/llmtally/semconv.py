@@ -113,7 +113,6 @@ LLMTALLY_COST_DECIMAL: Final = "llmtally.cost.decimal"  # exact amount as a deci
 LLMTALLY_COST_PREFIX: Final = "llmtally.cost."  # + leaf name: per-leaf cost breakdown (double)
 LLMTALLY_PRICE_CATALOG: Final = "llmtally.price.catalog"  # catalog name and version, or override file
 LLMTALLY_PRICE_MODEL: Final = "llmtally.price.model"  # the catalog entry the call was priced as
-LLMTALLY_STREAMING: Final = "llmtally.streaming"
 
 
 class CostStatus:
@@ -185,5 +184,8 @@ DURATION_BUCKETS: Final = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56,
 # --- Usage log record -----------------------------------------------------------------------------
 USAGE_EVENT_NAME: Final = "llmtally.usage"
 
-# --- Content capture opt-in -----------------------------------------------------------------------
+# --- Content (recorded only when ENV_CAPTURE_MESSAGE_CONTENT opts in) ------------------------------
 ENV_CAPTURE_MESSAGE_CONTENT: Final = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+GEN_AI_INPUT_MESSAGES: Final = "gen_ai.input.messages"
+GEN_AI_OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
+GEN_AI_SYSTEM_INSTRUCTIONS: Final = "gen_ai.system_instructions"

@@ -10,7 +10,8 @@ Controls (all optional, deterministic):
 * ``X-Fake-Usage: {"input": 1200, "output": 300, "cache_read": 1024, "cache_write": 0,
   "cache_write_1h": 0, "reasoning": 0, "cost": 0.0012}`` in semconv terms (input includes cache, output
   includes reasoning); each wire format renders it in that provider's own semantics.
-* ``X-Fake-Text`` (the answer), ``X-Fake-Chunks`` (how many stream chunks carry it).
+* ``X-Fake-Text`` (the answer), ``X-Fake-Chunks`` (how many stream chunks carry it),
+  ``X-Fake-Chunk-Delay`` (seconds between stream frames).
 
 The response reports the model name without its ``@flags`` suffix.
 """
@@ -49,6 +50,7 @@ class Scenario:
     text: str = DEFAULT_TEXT
     chunks: int = DEFAULT_CHUNKS
     delay: float = 0.0
+    chunk_delay: float = 0.0
 
     def has(self, flag: str) -> bool:
         return flag in self.flags
@@ -96,7 +98,7 @@ def parse_scenario(headers: Mapping[str, str], model: str | None) -> Scenario:
         usage = FakeUsage(output=chunks)
     delay = float(lower.get("x-fake-delay", 0.2 if "slow" in flags else 0.0))
     return Scenario(model=base_model, flags=frozenset(flags), usage=usage, text=text, chunks=chunks,
-                    delay=delay)
+                    delay=delay, chunk_delay=float(lower.get("x-fake-chunk-delay", 0.0)))
 
 
 KNOWN_FLAGS = frozenset({"error-400", "error-429", "error-500", "slow", "cut", "no-usage", "tools", "cost",

@@ -103,7 +103,7 @@ class FakeProvider:
         self.recordings: dict[str, Recording] = {}
         self.requests: list[FakeRequest] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer((host, port), _make_handler(self))
+        self._server = _QuietServer((host, port), _make_handler(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -168,6 +168,11 @@ class FakeProvider:
         return None
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # clients hang up mid-stream on purpose (break, close, cancel): not an error here
+
+
 def _make_handler(provider: FakeProvider) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -223,7 +228,7 @@ def _make_handler(provider: FakeProvider) -> type[BaseHTTPRequestHandler]:
             if isinstance(reply, JsonReply):
                 self._send_json(reply)
             else:
-                self._send_stream(reply, cut=scenario.has("cut"))
+                self._send_stream(reply, cut=scenario.has("cut"), chunk_delay=scenario.chunk_delay)
 
         def _send_json(self, reply: JsonReply) -> None:
             data = json.dumps(reply.body).encode()
@@ -235,7 +240,7 @@ def _make_handler(provider: FakeProvider) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        def _send_stream(self, reply: StreamReply, cut: bool) -> None:
+        def _send_stream(self, reply: StreamReply, cut: bool, chunk_delay: float = 0.0) -> None:
             self.send_response(200)
             self.send_header("content-type", reply.content_type)
             self.send_header("transfer-encoding", "chunked")
@@ -246,7 +251,9 @@ def _make_handler(provider: FakeProvider) -> type[BaseHTTPRequestHandler]:
             frames = list(reply.frames)
             if cut:
                 frames = frames[: max(1, len(frames) // 2)]
-            for frame in frames:
+            for i, frame in enumerate(frames):
+                if i and chunk_delay:
+                    time.sleep(chunk_delay)
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(frame), frame))
                 self.wfile.flush()
             if cut:

@@ -1,0 +1,308 @@
+"""One LLM call: its span, its usage and cost, finished exactly once.
+
+Every instrumentor creates a :class:`Call` when the SDK call starts and calls :meth:`Call.finish` once
+the outcome is known (a response, an exhausted/closed/abandoned stream, an error). ``finish`` is
+idempotent, computes the cost, sets the span's usage and cost attributes, ends the span, and hands a
+:class:`CallRecord` to the registered listeners (the usage processor), also for unsampled spans.
+
+Nesting: when an llmtally call starts inside another (LiteLLM on top of OpenAI, the httpx fallback under
+an SDK), the outer one is marked *delegated* and carries no usage: only the innermost span counts.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
+
+from llmtally import semconv as sc
+from llmtally.estimate import tokens_from_chars
+from llmtally.instrumentation._guard import report_internal_error, report_malformed_payload
+from llmtally.pricing import Cost, PriceBook
+from llmtally.usage import Usage
+
+
+@dataclass(slots=True)
+class CallRecord:
+    """What one finished call produced; consumed by the usage processor, also when unsampled."""
+
+    provider: str
+    operation: str
+    request_model: str | None
+    response_model: str | None
+    response_id: str | None
+    server_address: str | None
+    server_port: int | None
+    usage: Usage
+    cost: Cost
+    streaming: bool
+    start_time_ns: int
+    end_time_ns: int
+    duration_s: float
+    time_to_first_chunk_s: float | None
+    error_type: str | None
+    error_message: str | None
+    trace_id: int
+    span_id: int
+    sampled: bool
+    attributes: Mapping[str, AttributeValue]
+
+
+Listener = Callable[[CallRecord], None]
+_listeners: list[Listener] = []
+
+
+def add_listener(listener: Listener) -> None:
+    if listener not in _listeners:
+        _listeners.append(listener)
+
+
+def remove_listener(listener: Listener) -> None:
+    if listener in _listeners:
+        _listeners.remove(listener)
+
+
+_ACTIVE: contextvars.ContextVar[Call | None] = contextvars.ContextVar("llmtally_active_call", default=None)
+
+_default_book: PriceBook | None = None
+
+
+def default_price_book() -> PriceBook:
+    """The process-wide price book: bundled catalog plus ``LLMTALLY_PRICE_FILES`` (loaded once)."""
+    global _default_book
+    if _default_book is None:
+        _default_book = PriceBook.from_env()
+    return _default_book
+
+
+def set_default_price_book(book: PriceBook | None) -> None:
+    global _default_book
+    _default_book = book
+
+
+def capture_content_enabled() -> bool:
+    return os.environ.get(sc.ENV_CAPTURE_MESSAGE_CONTENT, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+class Call:
+    """The span and the accounting of one LLM call."""
+
+    __slots__ = ("_done", "_start_ns", "_t0", "_token", "capture", "delegated", "estimate_input",
+                 "finish_reasons", "operation", "out_ascii", "out_non_ascii", "output_parts", "price_book",
+                 "provider", "request_model", "response_attributes", "response_id", "response_model", "server_address",
+                 "server_port",
+                 "service_tier", "span", "start_attributes", "streaming", "ttfc")
+
+    def __init__(self, tracer: trace.Tracer, *, provider: str, operation: str, request_model: str | None,
+                 server_address: str | None, server_port: int | None, streaming: bool,
+                 attributes: Mapping[str, AttributeValue] | None = None, price_book: PriceBook | None = None,
+                 estimate_input: Callable[[], int] | None = None) -> None:
+        self.provider = provider
+        self.operation = operation
+        self.request_model = request_model
+        self.server_address = server_address
+        self.server_port = server_port
+        self.streaming = streaming
+        self.price_book = price_book
+        self.estimate_input = estimate_input
+        self.response_model: str | None = None
+        self.response_id: str | None = None
+        self.finish_reasons: Sequence[str] | None = None
+        self.service_tier: str | None = None
+        self.response_attributes: dict[str, AttributeValue] = {}
+        self.ttfc: float | None = None
+        self.out_ascii = 0
+        self.out_non_ascii = 0
+        self.capture = capture_content_enabled()
+        self.output_parts: list[str] | None = [] if self.capture else None
+        self.delegated = False
+        self._done = False
+        self._token: contextvars.Token[Call | None] | None = None
+        attrs: dict[str, AttributeValue] = {
+            sc.GEN_AI_OPERATION_NAME: operation,
+            sc.GEN_AI_PROVIDER_NAME: provider,
+            sc.GEN_AI_REQUEST_STREAM: streaming,
+        }
+        if request_model:
+            attrs[sc.GEN_AI_REQUEST_MODEL] = request_model
+        if server_address:
+            attrs[sc.SERVER_ADDRESS] = server_address
+        if server_port:
+            attrs[sc.SERVER_PORT] = server_port
+        if attributes:
+            attrs.update(attributes)
+        self.start_attributes = attrs
+        self._start_ns = time.time_ns()
+        self._t0 = time.perf_counter()
+        name = f"{operation} {request_model}" if request_model else operation
+        self.span = tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attrs, start_time=self._start_ns)
+
+    # --- nesting --------------------------------------------------------------------------------
+    def enter(self) -> None:
+        """Mark this call active for calls started inside it (synchronous part only)."""
+        parent = _ACTIVE.get()
+        if parent is not None and parent is not self:
+            parent.delegated = True
+        self._token = _ACTIVE.set(self)
+
+    def exit(self) -> None:
+        token, self._token = self._token, None
+        if token is not None:
+            try:
+                _ACTIVE.reset(token)
+            except ValueError:  # reset from another context: restore by value instead
+                _ACTIVE.set(None)
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    # --- progress -------------------------------------------------------------------------------
+    def first_chunk(self) -> None:
+        if self.ttfc is None:
+            self.ttfc = time.perf_counter() - self._t0
+
+    def add_output_text(self, text: str) -> None:
+        """Count streamed output (O(len) in C, no text kept unless content capture is on)."""
+        if text.isascii():
+            self.out_ascii += len(text)
+        else:
+            ascii_len = len(text.encode("ascii", "ignore"))
+            self.out_ascii += ascii_len
+            self.out_non_ascii += len(text) - ascii_len
+        if self.output_parts is not None:
+            self.output_parts.append(text)
+
+    # --- the end --------------------------------------------------------------------------------
+    def finish(self, usage: Usage | None, error: BaseException | None = None, *, rejected: bool = False) -> None:
+        """End the call exactly once. ``rejected``: the request failed before any output was produced
+        (an HTTP error, a refused connection), so nothing was billed: usage is an exact zero."""
+        if self._done:
+            return
+        self._done = True
+        try:
+            self._finish(usage, error, rejected)
+        except Exception as exc:
+            report_internal_error("call.finish", exc)
+            try:
+                if self.span.is_recording():
+                    self.span.end()
+            except Exception as exc2:  # pragma: no cover
+                report_internal_error("span.end", exc2)
+
+    def _finish(self, usage: Usage | None, error: BaseException | None, rejected: bool) -> None:
+        end_ns = time.time_ns()
+        duration = time.perf_counter() - self._t0
+        if usage is None:
+            usage = Usage() if rejected else self._estimate()
+        span = self.span
+        attrs: dict[str, AttributeValue] = dict(self.response_attributes)
+        if self.response_model:
+            attrs[sc.GEN_AI_RESPONSE_MODEL] = self.response_model
+        if self.response_id:
+            attrs[sc.GEN_AI_RESPONSE_ID] = self.response_id
+        if self.finish_reasons:
+            attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS] = list(self.finish_reasons)
+        if self.ttfc is not None:
+            attrs[sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = self.ttfc
+        if self.output_parts:
+            attrs[sc.GEN_AI_OUTPUT_MESSAGES] = "".join(self.output_parts)
+        error_type = error_message = None
+        if error is not None:
+            error_type = type(error).__qualname__
+            error_message = str(error)[:1000]
+            attrs[sc.ERROR_TYPE] = error_type
+        if self.delegated:
+            # An inner llmtally span carries this call's usage and cost: count it once.
+            span.set_attributes(attrs)
+            self._end_span(error, end_ns)
+            return
+        book = self.price_book or default_price_book()
+        at = datetime.fromtimestamp(self._start_ns / 1e9, tz=timezone.utc)
+        cost = book.cost(usage, provider=self.provider, request_model=self.request_model,
+                         response_model=self.response_model, at=at, service_tier=self.service_tier)
+        attrs.update(usage_attributes(usage))
+        attrs.update(cost_attributes(cost))
+        if usage.clamped:
+            report_malformed_payload(self.provider)
+        span.set_attributes(attrs)
+        self._end_span(error, end_ns)
+        if _listeners:
+            ctx = span.get_span_context()
+            record = CallRecord(
+                provider=self.provider, operation=self.operation, request_model=self.request_model,
+                response_model=self.response_model, response_id=self.response_id,
+                server_address=self.server_address, server_port=self.server_port, usage=usage, cost=cost,
+                streaming=self.streaming, start_time_ns=self._start_ns, end_time_ns=end_ns, duration_s=duration,
+                time_to_first_chunk_s=self.ttfc, error_type=error_type, error_message=error_message,
+                trace_id=ctx.trace_id, span_id=ctx.span_id, sampled=ctx.trace_flags.sampled,
+                attributes={**self.start_attributes, **attrs},
+            )
+            for listener in list(_listeners):
+                try:
+                    listener(record)
+                except Exception as exc:
+                    report_internal_error("listener", exc)
+
+    def _estimate(self) -> Usage:
+        input_tokens = 0
+        if self.estimate_input is not None:
+            try:
+                input_tokens = self.estimate_input()
+            except Exception as exc:
+                report_internal_error("estimate.input", exc)
+        return Usage.build(input_tokens=input_tokens,
+                           output_tokens=tokens_from_chars(self.out_ascii, self.out_non_ascii), estimated=True)
+
+    def _end_span(self, error: BaseException | None, end_ns: int) -> None:
+        if error is not None:
+            self.span.set_status(Status(StatusCode.ERROR, str(error)[:300]))
+        self.span.end(end_time=end_ns)
+
+
+def usage_attributes(usage: Usage) -> dict[str, AttributeValue]:
+    attrs: dict[str, AttributeValue] = {
+        sc.GEN_AI_USAGE_INPUT_TOKENS: usage.input_tokens,
+        sc.GEN_AI_USAGE_OUTPUT_TOKENS: usage.output_tokens,
+        sc.LLMTALLY_USAGE_ESTIMATED: usage.estimated,
+    }
+    if usage.cache_read_tokens:
+        attrs[sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = usage.cache_read_tokens
+    if usage.cache_write_tokens:
+        attrs[sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = usage.cache_write_tokens
+    if usage.reasoning_tokens:
+        attrs[sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = usage.reasoning_tokens
+    if usage.clamped:
+        attrs[sc.LLMTALLY_USAGE_CLAMPED] = True
+    return attrs
+
+
+def cost_attributes(cost: Cost) -> dict[str, AttributeValue]:
+    attrs: dict[str, AttributeValue] = {sc.LLMTALLY_COST_STATUS: cost.status}
+    if cost.catalog:
+        attrs[sc.LLMTALLY_PRICE_CATALOG] = cost.catalog
+    if cost.priced_as:
+        attrs[sc.LLMTALLY_PRICE_MODEL] = cost.priced_as
+    if cost.amount is not None:
+        attrs[sc.GEN_AI_USAGE_COST_AMOUNT] = float(cost.amount)
+        attrs[sc.GEN_AI_USAGE_COST_CURRENCY] = cost.currency
+        if cost.source:
+            attrs[sc.GEN_AI_USAGE_COST_SOURCE] = cost.source
+        attrs[sc.LLMTALLY_COST_DECIMAL] = format_decimal(cost.amount)
+        for leaf, amount in cost.breakdown.items():
+            attrs[sc.LLMTALLY_COST_PREFIX + leaf] = float(amount)
+    return attrs
+
+
+def format_decimal(amount: Any) -> str:
+    """Canonical exact string of a Decimal amount (no exponent, no trailing zeros)."""
+    text = format(amount.normalize(), "f")
+    return "0" if text in ("-0", "") else text

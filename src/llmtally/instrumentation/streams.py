@@ -1,0 +1,220 @@
+"""Transparent proxies for SDK streams and raw responses, shared by every provider's instrumentor.
+
+A proxy behaves exactly like the object it wraps (``isinstance``, attributes, ``with``, ``close``,
+``.response``): only iteration and the end of life are observed. The call is finished exactly once, on
+whichever comes first: exhaustion, an error from the stream, ``close()``, leaving a ``with`` block, or
+garbage collection (an early ``break`` without ``with``). No OpenTelemetry context is attached while
+the caller holds the stream, so no context token ever crosses a ``yield``.
+
+Provider specifics live in an *accumulator*: ``on_item(item) -> bool`` sees every item (return False
+to hide an item the caller did not ask for, e.g. an injected usage-only chunk) and ``usage()`` gives
+the final usage, or None to have it estimated from the counted output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import wrapt
+
+from llmtally.instrumentation._guard import report_internal_error
+from llmtally.instrumentation.call import Call
+from llmtally.usage import Usage
+
+
+class Accumulator(Protocol):
+    call: Call
+
+    def on_item(self, item: Any) -> bool: ...
+
+    def usage(self) -> Usage | None: ...
+
+
+def _finish(acc: Accumulator, error: BaseException | None) -> None:
+    try:
+        usage = acc.usage()
+    except Exception as exc:
+        report_internal_error("stream.usage", exc)
+        usage = None
+    acc.call.finish(usage, error)
+
+
+class TracedStream(wrapt.ObjectProxy[Any]):
+    """Proxy of a synchronous SDK stream (openai ``Stream``, anthropic ``Stream``, ...)."""
+
+    def __init__(self, wrapped: Any, accumulator: Accumulator) -> None:
+        super().__init__(wrapped)
+        self._self_acc = accumulator
+        self._self_done = False
+
+    def __iter__(self) -> TracedStream:
+        return self
+
+    def __next__(self) -> Any:
+        acc = self._self_acc
+        while True:
+            try:
+                item = self.__wrapped__.__next__()
+            except StopIteration:
+                self._self_end(None)
+                raise
+            except BaseException as exc:
+                self._self_end(exc)
+                raise
+            try:
+                keep = acc.on_item(item)
+            except Exception as exc:
+                report_internal_error("stream.item", exc)
+                keep = True
+            if keep:
+                return item
+
+    def _self_end(self, error: BaseException | None) -> None:
+        if not self._self_done:
+            self._self_done = True
+            _finish(self._self_acc, error)
+
+    def close(self) -> Any:
+        try:
+            return self.__wrapped__.close()
+        finally:
+            self._self_end(None)
+
+    def __enter__(self) -> TracedStream:
+        self.__wrapped__.__enter__()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
+        try:
+            return self.__wrapped__.__exit__(exc_type, exc, tb)
+        finally:
+            self._self_end(None)
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # interpreter shutdown
+            self._self_end(None)
+
+
+class TracedAsyncStream(wrapt.ObjectProxy[Any]):
+    """Proxy of an asynchronous SDK stream (openai ``AsyncStream``, ...)."""
+
+    def __init__(self, wrapped: Any, accumulator: Accumulator) -> None:
+        super().__init__(wrapped)
+        self._self_acc = accumulator
+        self._self_done = False
+
+    def __aiter__(self) -> TracedAsyncStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        acc = self._self_acc
+        while True:
+            try:
+                item = await self.__wrapped__.__anext__()
+            except StopAsyncIteration:
+                self._self_end(None)
+                raise
+            except BaseException as exc:  # CancelledError included: the task was cancelled mid-stream
+                self._self_end(exc)
+                raise
+            try:
+                keep = acc.on_item(item)
+            except Exception as exc:
+                report_internal_error("stream.item", exc)
+                keep = True
+            if keep:
+                return item
+
+    def _self_end(self, error: BaseException | None) -> None:
+        if not self._self_done:
+            self._self_done = True
+            _finish(self._self_acc, error)
+
+    async def close(self) -> Any:
+        try:
+            return await self.__wrapped__.close()
+        finally:
+            self._self_end(None)
+
+    async def aclose(self) -> Any:
+        try:
+            closer = getattr(self.__wrapped__, "aclose", None) or self.__wrapped__.close
+            return await closer()
+        finally:
+            self._self_end(None)
+
+    async def __aenter__(self) -> TracedAsyncStream:
+        await self.__wrapped__.__aenter__()
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
+        try:
+            return await self.__wrapped__.__aexit__(exc_type, exc, tb)
+        finally:
+            self._self_end(None)
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self._self_end(None)
+
+
+class TracedResponse(wrapt.ObjectProxy[Any]):
+    """Proxy of a raw/streaming HTTP response object (``with_raw_response``, ``with_streaming_response``).
+
+    ``on_parsed(result)`` turns what ``parse()`` returned into what the caller gets: a stream is wrapped,
+    a response object finishes the call. ``on_close()`` finishes a call whose caller never parsed (read
+    the body as text/JSON/bytes, or just looked at the headers).
+    """
+
+    def __init__(self, wrapped: Any, on_parsed: Callable[[Any], Any], on_close: Callable[[], None]) -> None:
+        super().__init__(wrapped)
+        self._self_on_parsed = on_parsed
+        self._self_on_close = on_close
+        self._self_parsed: dict[Any, Any] = {}
+
+    def parse(self, *args: Any, **kwargs: Any) -> Any:
+        result = self.__wrapped__.parse(*args, **kwargs)
+        return self._self_wrap(kwargs.get("to"), result)
+
+    def _self_wrap(self, key: Any, result: Any) -> Any:
+        try:
+            if key in self._self_parsed and self._self_parsed[key][0] is result:
+                return self._self_parsed[key][1]  # the SDK caches parse(); so do we
+            wrapped = self._self_on_parsed(result)
+            self._self_parsed[key] = (result, wrapped)
+            return wrapped
+        except Exception as exc:
+            report_internal_error("response.parse", exc)
+            return result
+
+    def close(self) -> Any:
+        try:
+            return self.__wrapped__.close()
+        finally:
+            self._self_close()
+
+    def _self_close(self) -> None:
+        try:
+            self._self_on_close()
+        except Exception as exc:
+            report_internal_error("response.close", exc)
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self._self_close()
+
+
+class TracedAsyncResponse(TracedResponse):
+    """:class:`TracedResponse` for async response objects whose ``parse``/``close`` are coroutines."""
+
+    async def parse(self, *args: Any, **kwargs: Any) -> Any:
+        result = await self.__wrapped__.parse(*args, **kwargs)
+        return self._self_wrap(kwargs.get("to"), result)
+
+    async def close(self) -> Any:
+        try:
+            return await self.__wrapped__.close()
+        finally:
+            self._self_close()
