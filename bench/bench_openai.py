@@ -1,0 +1,362 @@
+"""Benchmark: llmtally's overhead on the real ``openai`` SDK, per call and per stream chunk.
+
+The SDK runs unmodified against canned responses served in-process by an ``httpx2.MockTransport`` (no
+sockets, so network noise cannot dominate): a chat completion with usage (prompt 1200 / completion 30 /
+cached 1024) and an SSE chat stream of N content chunks plus a usage chunk and ``data: [DONE]``. Spans go
+through the same pipeline peers are measured with: ``TracerProvider`` + ``SimpleSpanProcessor`` +
+``InMemorySpanExporter`` (cleared after every round).
+
+Both states are measured in the same process, in alternating rounds (uninstrumented, instrumented,
+uninstrumented, ...): ``OpenAIInstrumentor().instrument()`` / ``uninstrument()`` between rounds, so the
+baseline is the real unpatched SDK. Reported per scenario: the median over rounds of the per-call time in
+each state, and overhead = instrumented - uninstrumented (also the median of the paired per-round
+differences, as a robustness check). For streams one timed unit is creating and fully iterating a stream,
+and per-chunk overhead = overhead per stream / N (the per-call cost, span start/end and pricing, is
+included, amortised over the N chunks).
+
+Run: python bench/bench_openai.py [--rounds 15] [--calls 100] [--streams 4] [--chunks 1000] [--no-async] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import statistics
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx2
+import openai
+import openai._base_client as openai_base
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from llmtally import semconv as sc
+from llmtally.instrumentation.openai import OpenAIInstrumentor
+
+TARGET_CALL_US = 100.0
+TARGET_CHUNK_US = 2.0
+
+BASE_URL = "https://api.openai.com/v1"
+MODEL = "gpt-4o-mini"
+RESPONSE_MODEL = "gpt-4o-mini-2024-07-18"
+PROMPT, COMPLETION, CACHED = 1200, 30, 1024
+MESSAGES = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Say hello."}]
+EXPECTED_USAGE = {
+    sc.GEN_AI_USAGE_INPUT_TOKENS: PROMPT,
+    sc.GEN_AI_USAGE_OUTPUT_TOKENS: COMPLETION,
+    sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: CACHED,
+}
+
+
+# --- canned wire responses (shapes of the real API, as in llmtally.testing.openai_wire) -------------
+
+def _usage() -> dict[str, Any]:
+    return {"prompt_tokens": PROMPT, "completion_tokens": COMPLETION, "total_tokens": PROMPT + COMPLETION,
+            "prompt_tokens_details": {"cached_tokens": CACHED, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+                                          "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}}
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def completion_body() -> bytes:
+    return _dumps({
+        "id": "chatcmpl-bench000001", "object": "chat.completion", "created": 1_756_684_800, "model": RESPONSE_MODEL,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello! " * 15, "refusal": None,
+                                             "annotations": []},
+                     "logprobs": None, "finish_reason": "stop"}],
+        "usage": _usage(), "service_tier": "default", "system_fingerprint": "fp_bench",
+    })
+
+
+def stream_frames(n_chunks: int, with_usage: bool) -> list[bytes]:
+    """SSE frames of a chat stream: role chunk, ``n_chunks`` content chunks, finish chunk, usage chunk, DONE."""
+
+    def chunk(choices: list[dict[str, Any]], usage: Any = None) -> bytes:
+        body: dict[str, Any] = {"id": "chatcmpl-bench000002", "object": "chat.completion.chunk",
+                                "created": 1_756_684_800, "model": RESPONSE_MODEL, "service_tier": "default",
+                                "system_fingerprint": "fp_bench", "choices": choices}
+        if with_usage:
+            body["usage"] = usage
+        return b"data: " + _dumps(body) + b"\n\n"
+
+    frames = [chunk([{"index": 0, "delta": {"role": "assistant", "content": "", "refusal": None},
+                      "logprobs": None, "finish_reason": None}])]
+    frames += [chunk([{"index": 0, "delta": {"content": f" tok{i % 100}"}, "logprobs": None, "finish_reason": None}])
+               for i in range(n_chunks)]
+    frames.append(chunk([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}]))
+    if with_usage:
+        frames.append(chunk([], _usage()))
+    frames.append(b"data: [DONE]\n\n")
+    return frames
+
+
+class _Frames(httpx2.SyncByteStream, httpx2.AsyncByteStream):
+    """A response body delivered one SSE event per read, as tokens arrive from a real server."""
+
+    def __init__(self, frames: list[bytes]) -> None:
+        self._frames = frames
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._frames
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for frame in self._frames:
+            yield frame
+
+
+class CannedAPI:
+    """The MockTransport handler: chat completions, JSON or SSE as the request asks."""
+
+    def __init__(self, n_chunks: int) -> None:
+        self.completion = completion_body()
+        self.frames = {True: stream_frames(n_chunks, True), False: stream_frames(n_chunks, False)}
+        self.requests = 0
+
+    def __call__(self, request: httpx2.Request) -> httpx2.Response:
+        self.requests += 1
+        if request.method != "POST" or not request.url.path.endswith("/chat/completions"):
+            return httpx2.Response(404, json={"error": {"message": "not found", "type": "not_found_error"}})
+        body = json.loads(request.content)
+        if body.get("stream") is True:
+            with_usage = (body.get("stream_options") or {}).get("include_usage") is True
+            return httpx2.Response(200, headers={"content-type": "text/event-stream"},
+                                   stream=_Frames(self.frames[with_usage]))
+        return httpx2.Response(200, headers={"content-type": "application/json"}, content=self.completion)
+
+
+# --- the calls under test --------------------------------------------------------------------------
+
+def sync_call(client: openai.OpenAI) -> None:
+    client.chat.completions.create(model=MODEL, messages=MESSAGES)  # type: ignore[arg-type]
+
+
+def sync_stream(client: openai.OpenAI) -> int:
+    stream = client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True,  # type: ignore[arg-type]
+                                            stream_options={"include_usage": True})
+    n = 0
+    for _ in stream:
+        n += 1
+    return n
+
+
+async def async_call(client: openai.AsyncOpenAI) -> None:
+    await client.chat.completions.create(model=MODEL, messages=MESSAGES)  # type: ignore[arg-type]
+
+
+async def async_stream(client: openai.AsyncOpenAI) -> int:
+    stream = await client.chat.completions.create(model=MODEL, messages=MESSAGES,  # type: ignore[arg-type]
+                                                  stream=True, stream_options={"include_usage": True})
+    n = 0
+    async for _ in stream:
+        n += 1
+    return n
+
+
+# --- harness ---------------------------------------------------------------------------------------
+
+@dataclass
+class Scenario:
+    name: str
+    unit: str  # "call" or "stream"
+    batch: Callable[[int], None]  # runs k timed units
+    size: int  # units per round
+    samples: dict[bool, list[float]] = field(default_factory=lambda: {False: [], True: []})  # us per unit
+
+
+class Bench:
+    def __init__(self, n_chunks: int) -> None:
+        self.n_chunks = n_chunks
+        self.api = CannedAPI(n_chunks)
+        self.exporter = InMemorySpanExporter()
+        self.provider = TracerProvider()
+        self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self.instrumentor = OpenAIInstrumentor()
+        self.loop = asyncio.new_event_loop()
+        transport = httpx2.MockTransport(self.api)
+        self.client = openai.OpenAI(base_url=BASE_URL, api_key="x", max_retries=0,
+                                    http_client=httpx2.Client(transport=transport))
+        self.aclient = openai.AsyncOpenAI(base_url=BASE_URL, api_key="x", max_retries=0,
+                                          http_client=httpx2.AsyncClient(transport=transport))
+        self.span_count = 0
+
+    # state
+    def set_instrumented(self, on: bool) -> None:
+        if on:
+            self.instrumentor.instrument(tracer_provider=self.provider)
+        elif self.instrumentor.is_instrumented_by_opentelemetry:
+            self.instrumentor.uninstrument()
+        for cls in (openai_base.SyncAPIClient, openai_base.AsyncAPIClient):
+            wrapped = hasattr(cls.__dict__["request"], "__wrapped__")  # a wrapt FunctionWrapper
+            assert wrapped is on, f"{cls.__name__}.request wrapped={wrapped}, expected {on}"
+
+    def close(self) -> None:
+        if self.instrumentor.is_instrumented_by_opentelemetry:
+            self.instrumentor.uninstrument()
+        self.client.close()
+        self.loop.run_until_complete(self.aclient.close())
+        self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+        self.loop.close()
+
+    # batches of timed units
+    def sync_calls(self, k: int) -> None:
+        for _ in range(k):
+            sync_call(self.client)
+
+    def sync_streams(self, k: int) -> None:
+        for _ in range(k):
+            got = sync_stream(self.client)
+            assert got == self.n_chunks + 3, got  # role, N contents, finish, usage
+
+    def _run_async(self, fn: Callable[[openai.AsyncOpenAI], Awaitable[Any]], k: int) -> list[Any]:
+        async def many() -> list[Any]:
+            return [await fn(self.aclient) for _ in range(k)]
+
+        return self.loop.run_until_complete(many())
+
+    def async_calls(self, k: int) -> None:
+        self._run_async(async_call, k)
+
+    def async_streams(self, k: int) -> None:
+        for got in self._run_async(async_stream, k):
+            assert got == self.n_chunks + 3, got
+
+    # sanity
+    def check_spans(self, instrumented: bool, expected: int, streaming: bool) -> None:
+        spans = self.exporter.get_finished_spans()
+        self.exporter.clear()
+        if not instrumented:
+            assert not spans, f"{len(spans)} spans while uninstrumented"
+            return
+        assert len(spans) == expected, f"expected exactly one span per call: {len(spans)} spans for {expected} calls"
+        for span in spans:
+            attrs = span.attributes or {}
+            for key, value in EXPECTED_USAGE.items():
+                assert attrs.get(key) == value, f"{span.name}: {key}={attrs.get(key)!r}, expected {value}"
+            assert attrs.get(sc.GEN_AI_REQUEST_STREAM) is streaming, attrs.get(sc.GEN_AI_REQUEST_STREAM)
+            assert attrs.get(sc.GEN_AI_RESPONSE_MODEL) == RESPONSE_MODEL, attrs.get(sc.GEN_AI_RESPONSE_MODEL)
+            assert sc.LLMTALLY_COST_STATUS in attrs, "no cost status"
+        self.span_count += len(spans)
+
+
+def timed(batch: Callable[[int], None], k: int) -> float:
+    """Microseconds per unit for one batch of k units."""
+    gc.collect()
+    start = time.perf_counter_ns()
+    batch(k)
+    return (time.perf_counter_ns() - start) / k / 1000
+
+
+def run(bench: Bench, scenarios: list[Scenario], rounds: int, warmup: int) -> None:
+    for sc_ in scenarios:
+        streaming = sc_.unit == "stream"
+        # warm-up: both states, not recorded (imports, price catalog load, pydantic caches, ...)
+        for on in (False, True):
+            bench.set_instrumented(on)
+            sc_.batch(max(1, warmup if not streaming else 1))
+            bench.check_spans(on, max(1, warmup if not streaming else 1), streaming)
+        for _ in range(rounds):
+            for on in (False, True):  # A, B, A, B, ...
+                bench.set_instrumented(on)
+                sc_.samples[on].append(timed(sc_.batch, sc_.size))
+                bench.check_spans(on, sc_.size, streaming)
+    bench.set_instrumented(False)
+
+
+def summarize(sc_: Scenario, n_chunks: int) -> dict[str, Any]:
+    base, inst = sc_.samples[False], sc_.samples[True]
+    base_med, inst_med = statistics.median(base), statistics.median(inst)
+    paired = [b - a for a, b in zip(base, inst, strict=True)]
+    q = statistics.quantiles(paired, n=4) if len(paired) >= 2 else [paired[0]] * 3
+    out: dict[str, Any] = {
+        "unit": sc_.unit,
+        "units_per_round": sc_.size,
+        "rounds": len(base),
+        "uninstrumented_us": round(base_med, 2),
+        "instrumented_us": round(inst_med, 2),
+        "overhead_us": round(inst_med - base_med, 2),
+        "overhead_paired_median_us": round(statistics.median(paired), 2),
+        "overhead_paired_iqr_us": [round(q[0], 2), round(q[2], 2)],
+        "overhead_pct": round(100 * (inst_med - base_med) / base_med, 2),
+    }
+    if sc_.unit == "stream":
+        out["chunks"] = n_chunks
+        out["overhead_per_chunk_us"] = round((inst_med - base_med) / n_chunks, 4)
+        out["target_per_chunk_us"] = TARGET_CHUNK_US
+        out["meets_target"] = out["overhead_per_chunk_us"] <= TARGET_CHUNK_US
+    else:
+        out["target_per_call_us"] = TARGET_CALL_US
+        out["meets_target"] = out["overhead_us"] <= TARGET_CALL_US
+    return out
+
+
+def print_table(results: dict[str, Any]) -> None:
+    meta = results["meta"]
+    print(f"llmtally overhead on openai {meta['openai']} (httpx2 MockTransport, SimpleSpanProcessor + "
+          f"InMemorySpanExporter), {meta['rounds']} rounds per state, interleaved; medians in us")
+    head = (f"{'scenario':24} {'unit':>6} {'uninstr':>10} {'instr':>10} {'overhead':>9} {'paired':>8} "
+            f"{'pct':>6} {'per chunk':>9} {'target':>10} {'ok':>3}")
+    print(head)
+    print("-" * len(head))
+    for name, r in results["scenarios"].items():
+        per_chunk = f"{r['overhead_per_chunk_us']:.3f}" if "overhead_per_chunk_us" in r else "-"
+        target = (f"<={r['target_per_chunk_us']:g}/chunk" if r["unit"] == "stream"
+                  else f"<={r['target_per_call_us']:g}/call")
+        print(f"{name:24} {r['unit']:>6} {r['uninstrumented_us']:10.1f} {r['instrumented_us']:10.1f} "
+              f"{r['overhead_us']:9.1f} {r['overhead_paired_median_us']:8.1f} {r['overhead_pct']:5.1f}% "
+              f"{per_chunk:>9} {target:>10} {'yes' if r['meets_target'] else 'NO':>3}")
+    print(f"spans checked: {meta['spans_checked']} (one per instrumented call, usage attributes present); "
+          f"total {meta['elapsed_s']} s")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--rounds", type=int, default=15, help="rounds per state (interleaved)")
+    ap.add_argument("--calls", type=int, default=100, help="non-stream calls per round")
+    ap.add_argument("--streams", type=int, default=4, help="streams per round")
+    ap.add_argument("--chunks", type=int, default=1000, help="content chunks per stream")
+    ap.add_argument("--warmup", type=int, default=20, help="warm-up calls per state (not recorded)")
+    ap.add_argument("--no-async", action="store_true", help="skip the AsyncOpenAI scenarios")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+
+    t0 = time.perf_counter()
+    bench = Bench(args.chunks)
+    scenarios = [
+        Scenario("sync chat", "call", bench.sync_calls, args.calls),
+        Scenario("sync chat stream", "stream", bench.sync_streams, args.streams),
+    ]
+    if not args.no_async:
+        scenarios += [
+            Scenario("async chat", "call", bench.async_calls, args.calls),
+            Scenario("async chat stream", "stream", bench.async_streams, args.streams),
+        ]
+    try:
+        run(bench, scenarios, args.rounds, args.warmup)
+    finally:
+        bench.close()
+
+    results: dict[str, Any] = {
+        "meta": {"openai": openai.__version__, "httpx2": httpx2.__version__, "python": sys.version.split()[0],
+                 "rounds": args.rounds, "calls_per_round": args.calls, "streams_per_round": args.streams,
+                 "chunks": args.chunks, "spans_checked": bench.span_count, "requests_served": bench.api.requests,
+                 "elapsed_s": round(time.perf_counter() - t0, 1)},
+        "scenarios": {s.name: summarize(s, args.chunks) for s in scenarios},
+    }
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        print_table(results)
+
+
+if __name__ == "__main__":
+    main()
