@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -31,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     prices.add_argument("--at", type=_date, default=None, metavar="YYYY-MM-DD",
                         help="prices in force on this day (default: now)")
     prices.add_argument("--service-tier", default=None, help="e.g. flex, priority")
+    fake = sub.add_parser("fake-provider", help="serve the fake LLM provider (OpenAI wire format) for tests")
+    fake.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    fake.add_argument("--port", type=int, default=8787, help="port (default: 8787; 0 picks a free one)")
     return parser
 
 
@@ -66,11 +70,33 @@ def cmd_prices(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fake_provider(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from llmtally.testing import FakeProvider
+
+    try:
+        fake = FakeProvider(host=args.host, port=args.port)
+    except OSError as exc:
+        print(f"llmtally: error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with fake:
+        print(f"llmtally fake provider listening on {fake.url}  (OpenAI base_url: {fake.openai_url})", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            stop.wait()
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "prices":
             return cmd_prices(args)
+        if args.command == "fake-provider":
+            return cmd_fake_provider(args)
     except PriceFileError as exc:
         print(f"llmtally: error: {exc}", file=sys.stderr)
         return 2
