@@ -14,7 +14,12 @@ differences, as a robustness check). For streams one timed unit is creating and 
 and per-chunk overhead = overhead per stream / N (the per-call cost, span start/end and pricing, is
 included, amortised over the N chunks).
 
-Run: python bench/bench_openai.py [--rounds 15] [--calls 100] [--streams 4] [--chunks 1000] [--no-async] [--json]
+The SDK itself spends ~1 ms per call and ~100+ us per chunk (pydantic ``construct_type``), so a 2 us/chunk
+overhead is ~1-2 % of a stream: stream rounds are short (one stream) and many, and the paired-difference
+IQR is printed so the noise can be judged against the target.
+
+Run: python bench/bench_openai.py [--rounds 40] [--calls 40] [--stream-rounds 30] [--streams 1]
+                                  [--chunks 1000] [--no-async] [--json]
 """
 
 from __future__ import annotations
@@ -169,7 +174,9 @@ class Scenario:
     name: str
     unit: str  # "call" or "stream"
     batch: Callable[[int], None]  # runs k timed units
+    settle: Callable[[int], None]  # untimed calls right after a state change (same client), so both states start warm
     size: int  # units per round
+    rounds: int
     samples: dict[bool, list[float]] = field(default_factory=lambda: {False: [], True: []})  # us per unit
 
 
@@ -230,6 +237,70 @@ class Bench:
         for got in self._run_async(async_stream, k):
             assert got == self.n_chunks + 3, got
 
+    # chunk-interleaved: one plain and one traced stream open at once, next() alternated and timed
+    def _open_pair(self, create: Callable[[], Any]) -> tuple[Any, Any]:
+        self.set_instrumented(False)
+        plain = create()
+        self.set_instrumented(True)
+        traced = create()
+        return plain, traced
+
+    def sync_chunk_pair(self, traced_first: bool) -> list[tuple[int, int]]:
+        """ns per chunk (plain, traced) for each chunk of one pair of streams."""
+        plain, traced = self._open_pair(lambda: self.client.chat.completions.create(
+            model=MODEL, messages=MESSAGES, stream=True, stream_options={"include_usage": True}))  # type: ignore
+        its = [iter(plain), iter(traced)]  # what a for loop uses: the SDK's generator / the proxy itself
+        order = (1, 0) if traced_first else (0, 1)
+        clock = time.perf_counter_ns
+        out: list[tuple[int, int]] = []
+        gc.collect()
+        while True:
+            ns = [0, 0]
+            try:
+                for i in order:
+                    start = clock()
+                    next(its[i])
+                    ns[i] = clock() - start
+            except StopIteration:
+                break
+            out.append((ns[0], ns[1]))
+        for it in its:  # the other one has one item (or the end) left
+            for _ in it:
+                pass
+        return out
+
+    def async_chunk_pair(self, traced_first: bool) -> list[tuple[int, int]]:
+        async def pair() -> list[tuple[int, int]]:
+            async def create() -> Any:
+                return await self.aclient.chat.completions.create(
+                    model=MODEL, messages=MESSAGES, stream=True, stream_options={"include_usage": True})  # type: ignore
+
+            self.set_instrumented(False)
+            plain = await create()
+            self.set_instrumented(True)
+            traced = await create()
+            its = [plain.__aiter__(), traced.__aiter__()]  # what async for uses
+            order = (1, 0) if traced_first else (0, 1)
+            clock = time.perf_counter_ns
+            out: list[tuple[int, int]] = []
+            gc.collect()
+            while True:
+                ns = [0, 0]
+                try:
+                    for i in order:
+                        start = clock()
+                        await its[i].__anext__()
+                        ns[i] = clock() - start
+                except StopAsyncIteration:
+                    break
+                out.append((ns[0], ns[1]))
+            for it in its:
+                async for _ in it:
+                    pass
+            return out
+
+        return self.loop.run_until_complete(pair())
+
     # sanity
     def check_spans(self, instrumented: bool, expected: int, streaming: bool) -> None:
         spans = self.exporter.get_finished_spans()
@@ -256,31 +327,66 @@ def timed(batch: Callable[[int], None], k: int) -> float:
     return (time.perf_counter_ns() - start) / k / 1000
 
 
-def run(bench: Bench, scenarios: list[Scenario], rounds: int, warmup: int) -> None:
+SETTLE_CALLS = 2
+
+
+def run(bench: Bench, scenarios: list[Scenario], warmup: int) -> None:
     for sc_ in scenarios:
         streaming = sc_.unit == "stream"
         # warm-up: both states, not recorded (imports, price catalog load, pydantic caches, ...)
         for on in (False, True):
             bench.set_instrumented(on)
-            sc_.batch(max(1, warmup if not streaming else 1))
-            bench.check_spans(on, max(1, warmup if not streaming else 1), streaming)
-        for _ in range(rounds):
-            for on in (False, True):  # A, B, A, B, ...
-                bench.set_instrumented(on)
-                sc_.samples[on].append(timed(sc_.batch, sc_.size))
-                bench.check_spans(on, sc_.size, streaming)
+            sc_.settle(warmup)
+            sc_.batch(1)
+            bench.exporter.clear()
+        # A, B, A, B, ..., B, A: the closing A lets every B be compared with the A rounds on both sides.
+        states = [False, True] * sc_.rounds + [False]
+        for on in states:
+            bench.set_instrumented(on)
+            sc_.settle(SETTLE_CALLS)
+            bench.exporter.clear()
+            sc_.samples[on].append(timed(sc_.batch, sc_.size))
+            bench.check_spans(on, sc_.size, streaming)
     bench.set_instrumented(False)
+
+
+def run_chunk_pairs(bench: Bench, pair: Callable[[bool], list[tuple[int, int]]], pairs: int) -> dict[str, Any]:
+    """Per-chunk overhead from streams iterated side by side: both see the same machine state."""
+    pair(False)  # warm-up
+    bench.exporter.clear()
+    diffs: list[int] = []
+    plain_ns: list[int] = []
+    for i in range(pairs):
+        got = pair(i % 2 == 1)  # alternate which stream is advanced first
+        bench.check_spans(True, 1, True)  # the traced stream only
+        diffs += [t - p for p, t in got]
+        plain_ns += [p for p, _ in got]
+    bench.set_instrumented(False)
+    q = statistics.quantiles(diffs, n=4)
+    mean = statistics.fmean(diffs) / 1000
+    return {
+        "pairs": pairs,
+        "chunks_timed": len(diffs),
+        "plain_chunk_median_us": round(statistics.median(plain_ns) / 1000, 2),
+        "overhead_per_chunk_mean_us": round(mean, 3),
+        "overhead_per_chunk_median_us": round(statistics.median(diffs) / 1000, 3),
+        "overhead_per_chunk_iqr_us": [round(q[0] / 1000, 3), round(q[2] / 1000, 3)],
+        "target_per_chunk_us": TARGET_CHUNK_US,
+        "meets_target": mean <= TARGET_CHUNK_US,
+    }
 
 
 def summarize(sc_: Scenario, n_chunks: int) -> dict[str, Any]:
     base, inst = sc_.samples[False], sc_.samples[True]
     base_med, inst_med = statistics.median(base), statistics.median(inst)
-    paired = [b - a for a, b in zip(base, inst, strict=True)]
+    # each instrumented round minus the mean of the uninstrumented rounds just before and after it
+    # (cancels drift of the machine's speed between rounds)
+    paired = [b - (base[i] + base[i + 1]) / 2 for i, b in enumerate(inst)]
     q = statistics.quantiles(paired, n=4) if len(paired) >= 2 else [paired[0]] * 3
     out: dict[str, Any] = {
         "unit": sc_.unit,
         "units_per_round": sc_.size,
-        "rounds": len(base),
+        "rounds": len(inst),
         "uninstrumented_us": round(base_med, 2),
         "instrumented_us": round(inst_med, 2),
         "overhead_us": round(inst_med - base_med, 2),
@@ -302,28 +408,52 @@ def summarize(sc_: Scenario, n_chunks: int) -> dict[str, Any]:
 def print_table(results: dict[str, Any]) -> None:
     meta = results["meta"]
     print(f"llmtally overhead on openai {meta['openai']} (httpx2 MockTransport, SimpleSpanProcessor + "
-          f"InMemorySpanExporter), {meta['rounds']} rounds per state, interleaved; medians in us")
-    head = (f"{'scenario':24} {'unit':>6} {'uninstr':>10} {'instr':>10} {'overhead':>9} {'paired':>8} "
-            f"{'pct':>6} {'per chunk':>9} {'target':>10} {'ok':>3}")
+          f"InMemorySpanExporter); uninstrumented/instrumented rounds interleaved; medians, us per unit")
+    head = (f"{'scenario':18} {'rounds':>8} {'uninstr':>10} {'instr':>10} {'overhead':>9} {'pct':>6} "
+            f"{'paired [IQR]':>22} {'per chunk [IQR]':>20} {'target':>12} {'ok':>3}")
     print(head)
     print("-" * len(head))
     for name, r in results["scenarios"].items():
-        per_chunk = f"{r['overhead_per_chunk_us']:.3f}" if "overhead_per_chunk_us" in r else "-"
-        target = (f"<={r['target_per_chunk_us']:g}/chunk" if r["unit"] == "stream"
-                  else f"<={r['target_per_call_us']:g}/call")
-        print(f"{name:24} {r['unit']:>6} {r['uninstrumented_us']:10.1f} {r['instrumented_us']:10.1f} "
-              f"{r['overhead_us']:9.1f} {r['overhead_paired_median_us']:8.1f} {r['overhead_pct']:5.1f}% "
-              f"{per_chunk:>9} {target:>10} {'yes' if r['meets_target'] else 'NO':>3}")
-    print(f"spans checked: {meta['spans_checked']} (one per instrumented call, usage attributes present); "
-          f"total {meta['elapsed_s']} s")
+        lo, hi = r["overhead_paired_iqr_us"]
+        paired = f"{r['overhead_paired_median_us']:.1f} [{lo:.1f}, {hi:.1f}]"
+        if r["unit"] == "stream":
+            n = r["chunks"]
+            per_chunk = f"{r['overhead_per_chunk_us']:.2f} [{lo / n:.2f}, {hi / n:.2f}]"
+            target = f"<={r['target_per_chunk_us']:g}/chunk"
+        else:
+            per_chunk, target = "-", f"<={r['target_per_call_us']:g}/call"
+        rounds = f"{r['rounds']}x{r['units_per_round']}"
+        print(f"{name:18} {rounds:>8} {r['uninstrumented_us']:10.1f} {r['instrumented_us']:10.1f} "
+              f"{r['overhead_us']:9.1f} {r['overhead_pct']:5.1f}% {paired:>22} {per_chunk:>20} {target:>12} "
+              f"{'yes' if r['meets_target'] else 'NO':>3}")
+    if results.get("chunk_interleaved"):
+        print()
+        print("per chunk, chunk-interleaved (a plain and a traced stream open at once, next() alternated and timed; "
+              "excludes the per-stream start/finish cost)")
+        head = (f"{'stream':18} {'pairs':>6} {'chunks':>7} {'plain chunk':>12} {'mean':>7} {'median [IQR]':>22} "
+                f"{'target':>12} {'ok':>3}")
+        print(head)
+        print("-" * len(head))
+        for name, r in results["chunk_interleaved"].items():
+            lo, hi = r["overhead_per_chunk_iqr_us"]
+            median = f"{r['overhead_per_chunk_median_us']:.2f} [{lo:.2f}, {hi:.2f}]"
+            target = f"<={r['target_per_chunk_us']:g}/chunk"
+            print(f"{name:18} {r['pairs']:>6} {r['chunks_timed']:>7} {r['plain_chunk_median_us']:12.1f} "
+                  f"{r['overhead_per_chunk_mean_us']:7.2f} {median:>22} {target:>12} "
+                  f"{'yes' if r['meets_target'] else 'NO':>3}")
+    print(f"spans checked: {meta['spans_checked']} (exactly one per instrumented call, usage attributes present); "
+          f"{meta['chunks']} content chunks per stream; total {meta['elapsed_s']} s")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    ap.add_argument("--rounds", type=int, default=15, help="rounds per state (interleaved)")
-    ap.add_argument("--calls", type=int, default=100, help="non-stream calls per round")
-    ap.add_argument("--streams", type=int, default=4, help="streams per round")
+    ap.add_argument("--rounds", type=int, default=40, help="non-stream rounds per state (interleaved)")
+    ap.add_argument("--calls", type=int, default=40, help="non-stream calls per round")
+    ap.add_argument("--stream-rounds", type=int, default=30, help="stream rounds per state (interleaved)")
+    ap.add_argument("--streams", type=int, default=1, help="streams per round")
     ap.add_argument("--chunks", type=int, default=1000, help="content chunks per stream")
+    ap.add_argument("--chunk-pairs", type=int, default=6,
+                    help="stream pairs for the chunk-interleaved per-chunk measurement (0: skip)")
     ap.add_argument("--warmup", type=int, default=20, help="warm-up calls per state (not recorded)")
     ap.add_argument("--no-async", action="store_true", help="skip the AsyncOpenAI scenarios")
     ap.add_argument("--json", action="store_true")
@@ -332,25 +462,33 @@ def main() -> None:
     t0 = time.perf_counter()
     bench = Bench(args.chunks)
     scenarios = [
-        Scenario("sync chat", "call", bench.sync_calls, args.calls),
-        Scenario("sync chat stream", "stream", bench.sync_streams, args.streams),
+        Scenario("sync chat", "call", bench.sync_calls, bench.sync_calls, args.calls, args.rounds),
+        Scenario("sync chat stream", "stream", bench.sync_streams, bench.sync_calls, args.streams, args.stream_rounds),
     ]
     if not args.no_async:
         scenarios += [
-            Scenario("async chat", "call", bench.async_calls, args.calls),
-            Scenario("async chat stream", "stream", bench.async_streams, args.streams),
+            Scenario("async chat", "call", bench.async_calls, bench.async_calls, args.calls, args.rounds),
+            Scenario("async chat stream", "stream", bench.async_streams, bench.async_calls, args.streams,
+                     args.stream_rounds),
         ]
+    chunk_pairs: dict[str, Any] = {}
     try:
-        run(bench, scenarios, args.rounds, args.warmup)
+        run(bench, scenarios, args.warmup)
+        if args.chunk_pairs > 0:
+            chunk_pairs["sync stream"] = run_chunk_pairs(bench, bench.sync_chunk_pair, args.chunk_pairs)
+            if not args.no_async:
+                chunk_pairs["async stream"] = run_chunk_pairs(bench, bench.async_chunk_pair, args.chunk_pairs)
     finally:
         bench.close()
 
     results: dict[str, Any] = {
         "meta": {"openai": openai.__version__, "httpx2": httpx2.__version__, "python": sys.version.split()[0],
-                 "rounds": args.rounds, "calls_per_round": args.calls, "streams_per_round": args.streams,
+                 "rounds": args.rounds, "calls_per_round": args.calls, "stream_rounds": args.stream_rounds,
+                 "streams_per_round": args.streams, "chunk_pairs": args.chunk_pairs,
                  "chunks": args.chunks, "spans_checked": bench.span_count, "requests_served": bench.api.requests,
                  "elapsed_s": round(time.perf_counter() - t0, 1)},
         "scenarios": {s.name: summarize(s, args.chunks) for s in scenarios},
+        "chunk_interleaved": chunk_pairs,
     }
     if args.json:
         print(json.dumps(results, indent=2))

@@ -1,18 +1,39 @@
 """Zero-code setup: ``opentelemetry-instrument python app.py`` configures the OpenTelemetry SDK from
-the standard OTEL_* variables (this configurator) and loads llmtally's instrumentors (their
-``opentelemetry_instrumentor`` entry points)."""
+the standard OTEL_* variables (this configurator), attaches llmtally's usage processor, and loads
+llmtally's instrumentors (their ``opentelemetry_instrumentor`` entry points)."""
 
 from __future__ import annotations
 
 import os
 from typing import Any
 
+from opentelemetry import metrics, trace
+from opentelemetry._logs import get_logger_provider
 from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]
 from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 
+from llmtally.instrumentation._guard import logger
+from llmtally.instrumentation.call import set_default_price_book
+from llmtally.pricing import PriceBook
+from llmtally.processor import UsageSpanProcessor
+
 
 class LlmtallyConfigurator(_OTelSDKConfigurator):
-    """The SDK's own configurator (tracer/meter/logger providers and exporters from OTEL_*)."""
+    """The SDK's own configurator (providers and exporters from OTEL_*), plus the usage processor."""
+
+    processor: UsageSpanProcessor | None = None
+
+    def _configure(self, **kwargs: Any) -> None:
+        super()._configure(**kwargs)  # type: ignore[no-untyped-call]
+        set_default_price_book(PriceBook.from_env())  # a broken LLMTALLY_PRICE_FILES fails at start-up
+        tracer_provider = trace.get_tracer_provider()
+        if not hasattr(tracer_provider, "add_span_processor"):
+            logger.warning("llmtally: no SDK tracer provider configured; usage metrics and records are off")
+            return
+        processor = UsageSpanProcessor(meter_provider=metrics.get_meter_provider(),
+                                       logger_provider=get_logger_provider())
+        tracer_provider.add_span_processor(processor)
+        LlmtallyConfigurator.processor = processor
 
 
 class LlmtallyDistro(BaseDistro):  # type: ignore[misc]

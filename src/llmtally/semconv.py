@@ -180,9 +180,23 @@ TOKEN_USAGE_BUCKETS: Final = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 26214
                               16777216, 67108864)
 DURATION_BUCKETS: Final = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48,
                            40.96, 81.92)
+# Per-call cost in USD: from a fraction of a micro-dollar to tens of dollars.
+COST_BUCKETS: Final = (0.000001, 0.00001, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 25.0)
 
 # --- Usage log record -----------------------------------------------------------------------------
 USAGE_EVENT_NAME: Final = "llmtally.usage"
+LLMTALLY_RECORD_ID: Final = "llmtally.record.id"  # trace id + span id: idempotency key for the ledger
+LLMTALLY_DURATION: Final = "llmtally.duration"  # seconds
+LLMTALLY_ERROR_MESSAGE: Final = "llmtally.error.message"
+LLMTALLY_CACHE_WRITE_1H_TOKENS: Final = "llmtally.usage.cache_creation_1h.input_tokens"
+LLMTALLY_SOURCE: Final = "llmtally.source"  # instrumentation scope that observed the call
+LLMTALLY_TRACE_ID: Final = "llmtally.trace_id"
+LLMTALLY_SPAN_ID: Final = "llmtally.span_id"
+
+# --- Settings (environment) -----------------------------------------------------------------------
+ENV_METRIC_ATTRIBUTES: Final = "LLMTALLY_METRIC_ATTRIBUTES"
+ENV_METRIC_ATTRIBUTE_LIMIT: Final = "LLMTALLY_METRIC_ATTRIBUTE_LIMIT"
+OVERFLOW_VALUE: Final = "other"
 
 # --- Content (recorded only when ENV_CAPTURE_MESSAGE_CONTENT opts in) ------------------------------
 ENV_CAPTURE_MESSAGE_CONTENT: Final = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"

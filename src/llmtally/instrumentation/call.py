@@ -11,8 +11,10 @@ an SDK), the outer one is marked *delegated* and carries no usage: only the inne
 
 from __future__ import annotations
 
+import collections
 import contextvars
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +26,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from llmtally import semconv as sc
+from llmtally.context import current_attributes
 from llmtally.estimate import tokens_from_chars
 from llmtally.instrumentation._guard import report_internal_error, report_malformed_payload
 from llmtally.pricing import Cost, PriceBook
@@ -69,6 +72,34 @@ def remove_listener(listener: Listener) -> None:
     if listener in _listeners:
         _listeners.remove(listener)
 
+
+class _CoveredSpans:
+    """Span ids of llmtally calls and of the spans they started under, kept for a while: a peer
+    instrumentation's span that is the parent or a child of an llmtally span is the same call."""
+
+    def __init__(self, ttl_s: float = 600.0) -> None:
+        self._ttl = ttl_s
+        self._ids: dict[int, float] = {}
+        self._order: collections.deque[tuple[float, int]] = collections.deque()
+        self._lock = threading.Lock()
+
+    def add(self, *span_ids: int) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for span_id in span_ids:
+                if span_id:
+                    self._ids[span_id] = now + self._ttl
+                    self._order.append((now + self._ttl, span_id))
+            while self._order and self._order[0][0] < now:
+                expiry, old = self._order.popleft()
+                if self._ids.get(old) == expiry:
+                    del self._ids[old]
+
+    def __contains__(self, span_id: int) -> bool:
+        return span_id in self._ids
+
+
+covered_spans = _CoveredSpans()
 
 _ACTIVE: contextvars.ContextVar[Call | None] = contextvars.ContextVar("llmtally_active_call", default=None)
 
@@ -139,11 +170,17 @@ class Call:
             attrs[sc.SERVER_PORT] = server_port
         if attributes:
             attrs.update(attributes)
+        try:
+            attrs.update(current_attributes())
+        except Exception as exc:
+            report_internal_error("attribution", exc)
         self.start_attributes = attrs
         self._start_ns = time.time_ns()
         self._t0 = time.perf_counter()
         name = f"{operation} {request_model}" if request_model else operation
+        parent_id = trace.get_current_span().get_span_context().span_id
         self.span = tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attrs, start_time=self._start_ns)
+        covered_spans.add(self.span.get_span_context().span_id, parent_id)
 
     # --- nesting --------------------------------------------------------------------------------
     def enter(self) -> None:

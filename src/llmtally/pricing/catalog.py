@@ -7,6 +7,7 @@ Variants (service tiers) are taken when their prices are flat; tiered variant pr
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import time
@@ -87,15 +88,18 @@ class Catalog:
 
 
 _bundled: Catalog | None = None
+_bundled_lock = threading.Lock()
 
 
 def bundled_catalog() -> Catalog:
-    """genai-prices' bundled snapshot, converted once. Never touches the network."""
+    """genai-prices' bundled snapshot, converted once (thread-safe). Never touches the network."""
     global _bundled
     if _bundled is None:
-        from genai_prices.data import providers  # ~0.25 s the first time: deferred until needed
+        with _bundled_lock:
+            if _bundled is None:
+                from genai_prices.data import providers  # ~0.25 s the first time: deferred until needed
 
-        _bundled = build_catalog(providers, catalog_version())
+                _bundled = build_catalog(providers, catalog_version())
     return _bundled
 
 

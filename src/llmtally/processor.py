@@ -1,0 +1,326 @@
+"""The usage processor: every LLM call becomes metrics and one usage log record.
+
+Two inputs, one output path:
+
+* **llmtally's own calls** arrive as :class:`~llmtally.instrumentation.call.CallRecord` straight from
+  the instrumentor (a listener), *whether or not the trace was sampled*. That is how metrics and
+  usage records stay exact under ``ParentBased(TraceIdRatioBased(0.01))``: sampling decides which
+  spans are exported, never what is counted.
+* **Spans of other GenAI instrumentations** (OpenLLMetry, openai-v2, OpenLIT, ...) arrive through
+  ``on_end`` when they carry ``gen_ai.usage.*`` tokens, and are priced with the same engine. A peer
+  span that is the parent or a child of an llmtally span is the same call and is skipped, so two
+  instrumentations on one call count once. (Unsampled peer spans never reach a span processor: only
+  llmtally's own calls are exact under sampling.)
+
+Metric attributes are the low-cardinality defaults (operation, provider, request and response model,
+``server.address``, ``error.type``) plus only the attribution keys allow-listed in
+``LLMTALLY_METRIC_ATTRIBUTES`` (comma-separated), each capped at ``LLMTALLY_METRIC_ATTRIBUTE_LIMIT``
+distinct values (default 100); values past the cap are reported as ``other``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from opentelemetry import metrics, trace
+from opentelemetry._logs import Logger, LoggerProvider, get_logger
+from opentelemetry.context import Context
+from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.trace import NonRecordingSpan, SpanContext, StatusCode, TraceFlags
+from opentelemetry.util.types import AttributeValue
+
+from llmtally import semconv as sc
+from llmtally._version import __version__
+from llmtally.instrumentation._guard import (
+    internal_error_counts,
+    malformed_payload_counts,
+    report_internal_error,
+)
+from llmtally.instrumentation.call import (
+    CallRecord,
+    add_listener,
+    cost_attributes,
+    covered_spans,
+    default_price_book,
+    format_decimal,
+    remove_listener,
+)
+from llmtally.pricing import PriceBook
+from llmtally.usage import Usage
+
+_BASE_KEYS = (sc.GEN_AI_OPERATION_NAME, sc.GEN_AI_PROVIDER_NAME, sc.GEN_AI_REQUEST_MODEL, sc.GEN_AI_RESPONSE_MODEL,
+              sc.SERVER_ADDRESS, sc.ERROR_TYPE)
+_LEAF_ATTRS = tuple((leaf, {sc.LLMTALLY_TOKEN_KIND: leaf}) for leaf in sc.TOKEN_LEAVES)
+_ATTR_CACHE_LIMIT = 10_000
+
+
+def _env_list(name: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+
+
+class _AttrSets:
+    """The attribute dicts one combination of labels needs, built once and reused (hot path)."""
+
+    __slots__ = ("base", "input", "leaves", "output")
+
+    def __init__(self, base: dict[str, AttributeValue]) -> None:
+        self.base = base
+        self.input = {**base, sc.GEN_AI_TOKEN_TYPE: sc.TokenType.INPUT}
+        self.output = {**base, sc.GEN_AI_TOKEN_TYPE: sc.TokenType.OUTPUT}
+        self.leaves = {leaf: {**base, **extra} for leaf, extra in _LEAF_ATTRS}
+
+
+class UsageSpanProcessor(SpanProcessor):
+    """Records metrics and usage log records for every LLM call (see the module docstring)."""
+
+    def __init__(self, *, meter_provider: MeterProvider | None = None, logger_provider: LoggerProvider | None = None,
+                 metric_attributes: Sequence[str] | None = None, metric_attribute_limit: int | None = None,
+                 convert_foreign_spans: bool = True, price_book: PriceBook | None = None,
+                 emit_usage_records: bool = True) -> None:
+        self._allow = tuple(metric_attributes if metric_attributes is not None
+                            else _env_list(sc.ENV_METRIC_ATTRIBUTES))
+        self._limit = metric_attribute_limit if metric_attribute_limit is not None else int(
+            os.environ.get(sc.ENV_METRIC_ATTRIBUTE_LIMIT, "100"))
+        self._seen: dict[str, set[str]] = {key: set() for key in self._allow}
+        self._convert = convert_foreign_spans
+        self._price_book = price_book
+        self._attr_cache: dict[tuple[Any, ...], _AttrSets] = {}
+        self._lock = threading.Lock()
+        meter = metrics.get_meter("llmtally", __version__, meter_provider)
+        self._token_usage = meter.create_histogram(
+            sc.METRIC_TOKEN_USAGE, unit=sc.UNIT_TOKEN, description="Input and output tokens per LLM call",
+            explicit_bucket_boundaries_advisory=list(sc.TOKEN_USAGE_BUCKETS))
+        self._duration = meter.create_histogram(
+            sc.METRIC_OPERATION_DURATION, unit=sc.UNIT_SECONDS, description="Duration of LLM calls",
+            explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS))
+        self._ttfc = meter.create_histogram(
+            sc.METRIC_TIME_TO_FIRST_CHUNK, unit=sc.UNIT_SECONDS, description="Time to the first streamed chunk",
+            explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS))
+        self._cost = meter.create_histogram(
+            sc.METRIC_OPERATION_COST, unit=sc.UNIT_USD, description="Cost of priced LLM calls (its sum is spend)",
+            explicit_bucket_boundaries_advisory=list(sc.COST_BUCKETS))
+        self._tokens = meter.create_counter(
+            sc.METRIC_TOKENS_BY_KIND, unit=sc.UNIT_TOKEN,
+            description="Tokens by disjoint kind (uncached input, cache read, cache write, output, reasoning)")
+        self._unpriced = meter.create_counter(sc.METRIC_UNPRICED_CALLS, unit=sc.UNIT_CALL,
+                                              description="LLM calls whose model has no known price")
+        self._estimated = meter.create_counter(sc.METRIC_ESTIMATED_CALLS, unit=sc.UNIT_CALL,
+                                               description="LLM calls whose token counts are estimated")
+        meter.create_observable_counter(sc.METRIC_INTERNAL_ERRORS, [self._observe_errors], unit=sc.UNIT_ERROR,
+                                        description="Failures inside llmtally, swallowed (the app was unaffected)")
+        meter.create_observable_counter(sc.METRIC_MALFORMED_PAYLOADS, [self._observe_malformed], unit=sc.UNIT_CALL,
+                                        description="Provider usage payloads llmtally had to correct")
+        self._logger: Logger | None = (get_logger("llmtally", __version__, logger_provider=logger_provider)
+                                       if emit_usage_records else None)
+        add_listener(self.record)
+
+    # --- SpanProcessor ----------------------------------------------------------------------------
+    def on_start(self, span: Any, parent_context: Context | None = None) -> None:
+        pass
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if not self._convert:
+            return
+        try:
+            scope = span.instrumentation_scope
+            if scope is not None and scope.name.startswith("llmtally"):
+                return  # counted through its CallRecord, sampled or not
+            attrs = span.attributes or {}
+            if sc.GEN_AI_USAGE_INPUT_TOKENS not in attrs and sc.GEN_AI_USAGE_OUTPUT_TOKENS not in attrs \
+                    and "gen_ai.usage.prompt_tokens" not in attrs:
+                return
+            ctx = span.get_span_context()
+            parent = span.parent
+            if (ctx is not None and ctx.span_id in covered_spans) or (parent is not None
+                                                                      and parent.span_id in covered_spans):
+                return  # the same call as an llmtally span: counted once, there
+            record = self._convert_span(span, attrs)
+            if record is not None:
+                self.record(record)
+        except Exception as exc:
+            report_internal_error("processor.on_end", exc)
+
+    def shutdown(self) -> None:
+        remove_listener(self.record)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+    # --- one call -------------------------------------------------------------------------------
+    def record(self, record: CallRecord) -> None:
+        """Metrics and the usage log record of one call. Never raises."""
+        try:
+            self._record_metrics(record)
+        except Exception as exc:
+            report_internal_error("processor.metrics", exc)
+        if self._logger is not None:
+            try:
+                self._emit_usage_record(record)
+            except Exception as exc:
+                report_internal_error("processor.usage_record", exc)
+
+    def _record_metrics(self, r: CallRecord) -> None:
+        sets = self._attr_sets(r)
+        usage = r.usage
+        self._token_usage.record(usage.input_tokens, sets.input)
+        self._token_usage.record(usage.output_tokens, sets.output)
+        self._duration.record(r.duration_s, sets.base)
+        if r.time_to_first_chunk_s is not None:
+            self._ttfc.record(r.time_to_first_chunk_s, sets.base)
+        for leaf, count in usage.leaves().items():
+            if count:
+                self._tokens.add(count, sets.leaves[leaf])
+        cost = r.cost
+        if cost.amount is not None:
+            self._cost.record(float(cost.amount), sets.base)
+        else:
+            self._unpriced.add(1, sets.base)
+        if usage.estimated:
+            self._estimated.add(1, sets.base)
+
+    def _attr_sets(self, r: CallRecord) -> _AttrSets:
+        extras = tuple(self._label(key, r.attributes.get(key)) for key in self._allow)
+        key = (r.operation, r.provider, r.request_model, r.response_model, r.server_address, r.error_type, extras)
+        sets = self._attr_cache.get(key)
+        if sets is None:
+            base: dict[str, AttributeValue] = {}
+            for name, value in zip(_BASE_KEYS, key[:6], strict=True):
+                if value is not None:
+                    base[name] = value
+            for name, value in zip(self._allow, extras, strict=True):
+                if value is not None:
+                    base[name] = value
+            sets = _AttrSets(base)
+            with self._lock:
+                if len(self._attr_cache) >= _ATTR_CACHE_LIMIT:
+                    self._attr_cache.clear()
+                self._attr_cache[key] = sets
+        return sets
+
+    def _label(self, key: str, value: Any) -> str | None:
+        if value is None:
+            return None
+        text = str(value)
+        seen = self._seen[key]
+        if text in seen:
+            return text
+        with self._lock:
+            if len(seen) < self._limit:
+                seen.add(text)
+                return text
+        return sc.OVERFLOW_VALUE
+
+    def _emit_usage_record(self, r: CallRecord) -> None:
+        assert self._logger is not None
+        attrs = usage_record_attributes(r)
+        span_context = SpanContext(r.trace_id, r.span_id, is_remote=False,
+                                   trace_flags=TraceFlags(TraceFlags.SAMPLED if r.sampled else 0))
+        self._logger.emit(timestamp=r.end_time_ns, observed_timestamp=r.end_time_ns,
+                          context=trace.set_span_in_context(NonRecordingSpan(span_context)),
+                          event_name=sc.USAGE_EVENT_NAME, body=usage_record_summary(r), attributes=attrs)
+
+    # --- observable counters --------------------------------------------------------------------
+    @staticmethod
+    def _observe_errors(options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(count, {sc.LLMTALLY_ERROR_KIND: kind}) for kind, count in internal_error_counts().items()]
+
+    @staticmethod
+    def _observe_malformed(options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(count, {sc.GEN_AI_PROVIDER_NAME: provider})
+                for provider, count in malformed_payload_counts().items()]
+
+    # --- peers' spans -----------------------------------------------------------------------------
+    def _convert_span(self, span: ReadableSpan, attrs: Mapping[str, Any]) -> CallRecord | None:
+        usage = usage_from_span_attributes(attrs)
+        provider = str(attrs.get(sc.GEN_AI_PROVIDER_NAME) or attrs.get("gen_ai.system") or "unknown").lower()
+        request_model = _str(attrs.get(sc.GEN_AI_REQUEST_MODEL))
+        response_model = _str(attrs.get(sc.GEN_AI_RESPONSE_MODEL))
+        operation = _str(attrs.get(sc.GEN_AI_OPERATION_NAME)) or _str(attrs.get("llm.request.type")) or "chat"
+        start, end = span.start_time or 0, span.end_time or 0
+        book = self._price_book or default_price_book()
+        cost = book.cost(usage, provider=provider, request_model=request_model, response_model=response_model,
+                         at=datetime.fromtimestamp(start / 1e9, tz=timezone.utc))
+        error_type = None
+        if span.status.status_code is StatusCode.ERROR:
+            error_type = _str(attrs.get(sc.ERROR_TYPE)) or "error"
+        ctx = span.get_span_context()
+        scope = span.instrumentation_scope
+        ttfc = attrs.get(sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK)
+        keep = {k: v for k, v in attrs.items() if k.startswith(("gen_ai.", "llmtally.", "user.", "session."))}
+        keep[sc.LLMTALLY_SOURCE] = scope.name if scope is not None else "unknown"
+        return CallRecord(
+            provider=provider, operation=operation, request_model=request_model, response_model=response_model,
+            response_id=_str(attrs.get(sc.GEN_AI_RESPONSE_ID)), server_address=_str(attrs.get(sc.SERVER_ADDRESS)),
+            server_port=None, usage=usage, cost=cost, streaming=bool(attrs.get(sc.GEN_AI_REQUEST_STREAM, False)),
+            start_time_ns=start, end_time_ns=end, duration_s=max(end - start, 0) / 1e9,
+            time_to_first_chunk_s=float(ttfc) if isinstance(ttfc, (int, float)) else None,
+            error_type=error_type, error_message=span.status.description if error_type else None,
+            trace_id=ctx.trace_id if ctx else 0, span_id=ctx.span_id if ctx else 0, sampled=True, attributes=keep,
+        )
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def usage_from_span_attributes(attrs: Mapping[str, Any]) -> Usage:
+    """Usage from GenAI semconv span attributes, with the older/peer spellings as fallbacks."""
+
+    def first(*keys: str) -> Any:
+        return next((attrs[k] for k in keys if attrs.get(k) is not None), None)
+
+    return Usage.build(
+        input_tokens=first(sc.GEN_AI_USAGE_INPUT_TOKENS, "gen_ai.usage.prompt_tokens"),
+        output_tokens=first(sc.GEN_AI_USAGE_OUTPUT_TOKENS, "gen_ai.usage.completion_tokens"),
+        cache_read_tokens=first(sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, "gen_ai.usage.cache_read_input_tokens"),
+        cache_write_tokens=first(sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
+                                 "gen_ai.usage.cache_creation_input_tokens"),
+        reasoning_tokens=first(sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, "gen_ai.usage.reasoning_tokens"),
+    )
+
+
+def usage_record_attributes(r: CallRecord) -> dict[str, AttributeValue]:
+    """Every field of the hand-made usage tables, as log record attributes."""
+    u = r.usage
+    attrs: dict[str, AttributeValue] = {
+        k: v for k, v in r.attributes.items()
+        if k.startswith(("llmtally.", "user.", "session.")) or k == sc.GEN_AI_CONVERSATION_ID
+    }
+    attrs.update({
+        sc.LLMTALLY_RECORD_ID: f"{r.trace_id:032x}-{r.span_id:016x}",
+        sc.LLMTALLY_TRACE_ID: f"{r.trace_id:032x}",
+        sc.LLMTALLY_SPAN_ID: f"{r.span_id:016x}",
+        sc.GEN_AI_OPERATION_NAME: r.operation,
+        sc.GEN_AI_PROVIDER_NAME: r.provider,
+        sc.GEN_AI_USAGE_INPUT_TOKENS: u.input_tokens,
+        sc.GEN_AI_USAGE_OUTPUT_TOKENS: u.output_tokens,
+        sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: u.cache_read_tokens,
+        sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: u.cache_write_tokens,
+        sc.LLMTALLY_CACHE_WRITE_1H_TOKENS: u.cache_write_1h_tokens,
+        sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: u.reasoning_tokens,
+        sc.LLMTALLY_USAGE_ESTIMATED: u.estimated,
+        sc.LLMTALLY_USAGE_CLAMPED: u.clamped,
+        sc.GEN_AI_REQUEST_STREAM: r.streaming,
+        sc.LLMTALLY_DURATION: r.duration_s,
+    })
+    for key, value in ((sc.GEN_AI_REQUEST_MODEL, r.request_model), (sc.GEN_AI_RESPONSE_MODEL, r.response_model),
+                       (sc.GEN_AI_RESPONSE_ID, r.response_id), (sc.SERVER_ADDRESS, r.server_address),
+                       (sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, r.time_to_first_chunk_s),
+                       (sc.ERROR_TYPE, r.error_type), (sc.LLMTALLY_ERROR_MESSAGE, r.error_message)):
+        if value is not None:
+            attrs[key] = value
+    attrs.update(cost_attributes(r.cost))
+    return attrs
+
+
+def usage_record_summary(r: CallRecord) -> str:
+    cost = f"${format_decimal(r.cost.amount)}" if r.cost.amount is not None else "unpriced"
+    flag = " (estimated)" if r.usage.estimated else ""
+    model = r.response_model or r.request_model or "?"
+    return (f"{r.provider} {r.operation} {model}: {r.usage.input_tokens} in / {r.usage.output_tokens} out "
+            f"tokens{flag}, {cost}")
