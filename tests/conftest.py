@@ -55,3 +55,54 @@ def openai_instrumented() -> Iterator[None]:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+# --- a usage processor with in-memory metrics and usage records -----------------------------------------
+
+from dataclasses import dataclass  # noqa: E402
+from typing import Any  # noqa: E402
+
+from opentelemetry.sdk._logs import LoggerProvider  # noqa: E402
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor  # noqa: E402
+from opentelemetry.sdk.metrics import MeterProvider  # noqa: E402
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader  # noqa: E402
+
+
+@dataclass
+class Pipeline:
+    processor: Any
+    reader: InMemoryMetricReader
+    logs: InMemoryLogRecordExporter
+
+    def metric_points(self, name: str) -> list[Any]:
+        data = self.reader.get_metrics_data()
+        points: list[Any] = []
+        for rm in data.resource_metrics if data else ():
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    if metric.name == name:
+                        points.extend(metric.data.data_points)
+        return points
+
+    def records(self) -> list[Any]:
+        return [r.log_record for r in self.logs.get_finished_logs()]
+
+
+def make_pipeline(**kwargs: Any) -> Pipeline:
+    from llmtally.processor import UsageSpanProcessor
+
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    log_exporter = InMemoryLogRecordExporter()
+    logger_provider = LoggerProvider()
+    logger_provider.add_log_record_processor(SimpleLogRecordProcessor(log_exporter))
+    processor = UsageSpanProcessor(meter_provider=meter_provider, logger_provider=logger_provider, **kwargs)
+    return Pipeline(processor, reader, log_exporter)
+
+
+@pytest.fixture
+def pipeline() -> Iterator[Pipeline]:
+    """A UsageSpanProcessor recording every llmtally call of this test into memory."""
+    p = make_pipeline()
+    yield p
+    p.processor.shutdown()

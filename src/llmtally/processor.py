@@ -88,6 +88,7 @@ class UsageSpanProcessor(SpanProcessor):
             os.environ.get(sc.ENV_METRIC_ATTRIBUTE_LIMIT, "100"))
         self._seen: dict[str, set[str]] = {key: set() for key in self._allow}
         self._convert = convert_foreign_spans
+        self._active = True
         self._price_book = price_book
         self._attr_cache: dict[tuple[Any, ...], _AttrSets] = {}
         self._lock = threading.Lock()
@@ -124,7 +125,7 @@ class UsageSpanProcessor(SpanProcessor):
         pass
 
     def on_end(self, span: ReadableSpan) -> None:
-        if not self._convert:
+        if not (self._convert and self._active):
             return
         try:
             scope = span.instrumentation_scope
@@ -146,6 +147,7 @@ class UsageSpanProcessor(SpanProcessor):
             report_internal_error("processor.on_end", exc)
 
     def shutdown(self) -> None:
+        self._active = False
         remove_listener(self.record)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:

@@ -177,6 +177,7 @@ def _make_handler(provider: FakeProvider) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "llmtally-fake-provider"
+        disable_nagle_algorithm = True  # else header + body writes wait ~40 ms for a delayed ACK
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet
             pass
