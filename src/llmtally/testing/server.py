@@ -102,6 +102,9 @@ class FakeProvider:
         self.routes = list(routes)
         self.recordings: dict[str, Recording] = {}
         self.requests: list[FakeRequest] = []
+        self.default_headers: dict[str, str] = {}
+        """Scenario headers applied to requests that do not send them (e.g. ``X-Fake-Usage`` for an app
+        you cannot change)."""
         self._lock = threading.Lock()
         self._server = _QuietServer((host, port), _make_handler(self))
         self._server.daemon_threads = True
@@ -212,7 +215,8 @@ def _make_handler(provider: FakeProvider) -> type[BaseHTTPRequestHandler]:
             route, request.params = found
             provider._record(request)
             try:
-                scenario = parse_scenario(request.headers, request.model)
+                headers = {**{k.lower(): v for k, v in provider.default_headers.items()}, **request.headers}
+                scenario = parse_scenario(headers, request.model)
             except ValueError as exc:
                 self._send_json(route.error(400, str(exc)))
                 return
