@@ -2,24 +2,28 @@
 
 The SDK runs unmodified against canned responses served in-process by an ``httpx2.MockTransport`` (no
 sockets, so network noise cannot dominate): a chat completion with usage (prompt 1200 / completion 30 /
-cached 1024) and an SSE chat stream of N content chunks plus a usage chunk and ``data: [DONE]``. Spans go
-through the same pipeline peers are measured with: ``TracerProvider`` + ``SimpleSpanProcessor`` +
-``InMemorySpanExporter`` (cleared after every round).
+cached 1024) and an SSE chat stream of N content chunks (one SSE event per read) plus a finish chunk, a
+usage chunk and ``data: [DONE]``. Spans go through the same pipeline peers are measured with:
+``TracerProvider`` + ``SimpleSpanProcessor`` + ``InMemorySpanExporter`` (cleared after every round). Every
+instrumented round is checked: exactly one span per call, with the usage attributes and a cost status.
 
-Both states are measured in the same process, in alternating rounds (uninstrumented, instrumented,
-uninstrumented, ...): ``OpenAIInstrumentor().instrument()`` / ``uninstrument()`` between rounds, so the
-baseline is the real unpatched SDK. Reported per scenario: the median over rounds of the per-call time in
-each state, and overhead = instrumented - uninstrumented (also the median of the paired per-round
-differences, as a robustness check). For streams one timed unit is creating and fully iterating a stream,
-and per-chunk overhead = overhead per stream / N (the per-call cost, span start/end and pricing, is
-included, amortised over the N chunks).
+Both states are measured in the same process, in alternating rounds (A, B, A, B, ..., A: uninstrumented,
+instrumented): ``OpenAIInstrumentor().instrument()`` / ``uninstrument()`` between rounds, so the baseline
+is the real unpatched SDK; two untimed calls after each switch so neither state starts cold. Reported per
+scenario: the median over rounds of the per-unit time in each state and overhead = their difference; also
+"paired": the median (and IQR) of each instrumented round minus the mean of the uninstrumented rounds on
+either side of it, which cancels drift in the machine's speed. For streams one timed unit is creating and
+fully iterating a stream, and per-chunk overhead = overhead per stream / N (so the per-stream cost, span
+start/end and pricing, is included, amortised over the N chunks).
 
-The SDK itself spends ~1 ms per call and ~100+ us per chunk (pydantic ``construct_type``), so a 2 us/chunk
-overhead is ~1-2 % of a stream: stream rounds are short (one stream) and many, and the paired-difference
-IQR is printed so the noise can be judged against the target.
+The SDK itself spends ~1 ms per call and ~140 us per chunk (pydantic ``construct_type``) on a slow VM, so
+2 us/chunk is ~1.5 % of a stream and easily lost in noise. A second, drift-free per-chunk measurement
+opens a plain and a traced stream side by side and alternates ``next()`` on them, timing each; the order
+alternates between pairs because the second stream in a step runs faster (caches warmed by the first).
+It shares one cache state between both streams, so it reads somewhat lower than the per-stream figure.
 
 Run: python bench/bench_openai.py [--rounds 40] [--calls 40] [--stream-rounds 30] [--streams 1]
-                                  [--chunks 1000] [--no-async] [--json]
+                                  [--chunks 1000] [--chunk-pairs 6] [--no-async] [--json]
 """
 
 from __future__ import annotations
@@ -249,6 +253,7 @@ class Bench:
         """ns per chunk (plain, traced) for each chunk of one pair of streams."""
         plain, traced = self._open_pair(lambda: self.client.chat.completions.create(
             model=MODEL, messages=MESSAGES, stream=True, stream_options={"include_usage": True}))  # type: ignore
+        assert type(traced).__name__ == "TracedStream" and type(plain) is openai.Stream, (plain, traced)
         its = [iter(plain), iter(traced)]  # what a for loop uses: the SDK's generator / the proxy itself
         order = (1, 0) if traced_first else (0, 1)
         clock = time.perf_counter_ns
@@ -279,6 +284,7 @@ class Bench:
             plain = await create()
             self.set_instrumented(True)
             traced = await create()
+            assert type(traced).__name__ == "TracedAsyncStream" and type(plain) is openai.AsyncStream
             its = [plain.__aiter__(), traced.__aiter__()]  # what async for uses
             order = (1, 0) if traced_first else (0, 1)
             clock = time.perf_counter_ns
@@ -339,6 +345,10 @@ def run(bench: Bench, scenarios: list[Scenario], warmup: int) -> None:
             sc_.settle(warmup)
             sc_.batch(1)
             bench.exporter.clear()
+        # The heap (SDK types, price catalog) is large: freeze it so the full collection before every round costs
+        # ms, not ~50 ms, and no collection of that old heap lands inside a timed round.
+        gc.collect()
+        gc.freeze()
         # A, B, A, B, ..., B, A: the closing A lets every B be compared with the A rounds on both sides.
         states = [False, True] * sc_.rounds + [False]
         for on in states:

@@ -85,6 +85,7 @@ class Pipeline:
         return points
 
     def records(self) -> list[Any]:
+        self.processor.force_flush()  # usage records are emitted off the app's thread
         return [r.log_record for r in self.logs.get_finished_logs()]
 
 

@@ -16,12 +16,22 @@ Metric attributes are the low-cardinality defaults (operation, provider, request
 ``server.address``, ``error.type``) plus only the attribution keys allow-listed in
 ``LLMTALLY_METRIC_ATTRIBUTES`` (comma-separated), each capped at ``LLMTALLY_METRIC_ATTRIBUTE_LIMIT``
 distinct values (default 100); values past the cap are reported as ``other``.
+
+Off the app's thread: ``record()`` and ``on_end()`` only append to a queue (tens of nanoseconds). A
+worker thread turns queued calls into measurements and usage records; every metric collection,
+``force_flush()``, ``shutdown()`` and interpreter exit first drain the queue under the same lock, so
+what is exported is always complete. The OpenTelemetry SDK costs ~10 µs per synchronous measurement,
+so only the semconv histograms (token usage, duration, time to first chunk, cost) are SDK instruments;
+the per-kind token and call counters are summed here and exported as observable counters.
 """
 
 from __future__ import annotations
 
+import atexit
+import collections
 import os
 import threading
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -91,7 +101,14 @@ class UsageSpanProcessor(SpanProcessor):
         self._active = True
         self._price_book = price_book
         self._attr_cache: dict[tuple[Any, ...], _AttrSets] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._queue: collections.deque[CallRecord | ReadableSpan] = collections.deque()
+        self._worker_pid = 0
+        self._stop = threading.Event()
+        # Summed here, exported by observable counters (cheaper than ~10 µs per SDK measurement).
+        self._token_sums: dict[tuple[Any, str], int] = {}
+        self._unpriced_counts: dict[tuple[Any, ...], int] = {}
+        self._estimated_counts: dict[tuple[Any, ...], int] = {}
         meter = metrics.get_meter("llmtally", __version__, meter_provider)
         self._token_usage = meter.create_histogram(
             sc.METRIC_TOKEN_USAGE, unit=sc.UNIT_TOKEN, description="Input and output tokens per LLM call",
@@ -105,13 +122,13 @@ class UsageSpanProcessor(SpanProcessor):
         self._cost = meter.create_histogram(
             sc.METRIC_OPERATION_COST, unit=sc.UNIT_USD, description="Cost of priced LLM calls (its sum is spend)",
             explicit_bucket_boundaries_advisory=list(sc.COST_BUCKETS))
-        self._tokens = meter.create_counter(
-            sc.METRIC_TOKENS_BY_KIND, unit=sc.UNIT_TOKEN,
+        meter.create_observable_counter(
+            sc.METRIC_TOKENS_BY_KIND, [self._observe_tokens], unit=sc.UNIT_TOKEN,
             description="Tokens by disjoint kind (uncached input, cache read, cache write, output, reasoning)")
-        self._unpriced = meter.create_counter(sc.METRIC_UNPRICED_CALLS, unit=sc.UNIT_CALL,
-                                              description="LLM calls whose model has no known price")
-        self._estimated = meter.create_counter(sc.METRIC_ESTIMATED_CALLS, unit=sc.UNIT_CALL,
-                                               description="LLM calls whose token counts are estimated")
+        meter.create_observable_counter(sc.METRIC_UNPRICED_CALLS, [self._observe_unpriced], unit=sc.UNIT_CALL,
+                                        description="LLM calls whose model has no known price")
+        meter.create_observable_counter(sc.METRIC_ESTIMATED_CALLS, [self._observe_estimated], unit=sc.UNIT_CALL,
+                                        description="LLM calls whose token counts are estimated")
         meter.create_observable_counter(sc.METRIC_INTERNAL_ERRORS, [self._observe_errors], unit=sc.UNIT_ERROR,
                                         description="Failures inside llmtally, swallowed (the app was unaffected)")
         meter.create_observable_counter(sc.METRIC_MALFORMED_PAYLOADS, [self._observe_malformed], unit=sc.UNIT_CALL,
@@ -119,6 +136,42 @@ class UsageSpanProcessor(SpanProcessor):
         self._logger: Logger | None = (get_logger("llmtally", __version__, logger_provider=logger_provider)
                                        if emit_usage_records else None)
         add_listener(self.record)
+        ref = weakref.ref(self)
+        atexit.register(_drain_at_exit, ref)  # before the SDK providers' own exit hooks (registered earlier)
+
+    # --- queue and worker -------------------------------------------------------------------------
+    def _submit(self, item: CallRecord | ReadableSpan) -> None:
+        self._queue.append(item)
+        if self._worker_pid != os.getpid():  # first use, or a forked child: (re)start the worker
+            self._start_worker()
+        elif len(self._queue) > 100_000:  # the worker cannot keep up: apply back-pressure, lose nothing
+            self.drain()
+
+    def _start_worker(self) -> None:
+        with self._lock:
+            if self._worker_pid == os.getpid():
+                return
+            self._worker_pid = os.getpid()
+            self._stop = threading.Event()
+            thread = threading.Thread(target=_worker, args=(weakref.ref(self), self._stop),
+                                      name="llmtally-usage", daemon=True)
+            thread.start()
+
+    def drain(self) -> None:
+        """Process everything queued, now, on this thread. Never raises."""
+        queue = self._queue
+        with self._lock:
+            while queue:
+                item = queue.popleft()
+                try:
+                    if isinstance(item, CallRecord):
+                        self._process(item)
+                    else:
+                        converted = self._convert_span(item, item.attributes or {})
+                        if converted is not None:
+                            self._process(converted)
+                except Exception as exc:
+                    report_internal_error("processor.process", exc)
 
     # --- SpanProcessor ----------------------------------------------------------------------------
     def on_start(self, span: Any, parent_context: Context | None = None) -> None:
@@ -140,22 +193,26 @@ class UsageSpanProcessor(SpanProcessor):
             if (ctx is not None and ctx.span_id in covered_spans) or (parent is not None
                                                                       and parent.span_id in covered_spans):
                 return  # the same call as an llmtally span: counted once, there
-            record = self._convert_span(span, attrs)
-            if record is not None:
-                self.record(record)
+            self._submit(span)  # converted and priced on the worker
         except Exception as exc:
             report_internal_error("processor.on_end", exc)
 
     def shutdown(self) -> None:
         self._active = False
         remove_listener(self.record)
+        self.drain()
+        self._stop.set()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
+        self.drain()
         return True
 
     # --- one call -------------------------------------------------------------------------------
     def record(self, record: CallRecord) -> None:
-        """Metrics and the usage log record of one call. Never raises."""
+        """Queue one call's metrics and usage record (the listener llmtally's instrumentors call)."""
+        self._submit(record)
+
+    def _process(self, record: CallRecord) -> None:
         try:
             self._record_metrics(record)
         except Exception as exc:
@@ -167,25 +224,26 @@ class UsageSpanProcessor(SpanProcessor):
                 report_internal_error("processor.usage_record", exc)
 
     def _record_metrics(self, r: CallRecord) -> None:
-        sets = self._attr_sets(r)
+        key, sets = self._attr_sets(r)
         usage = r.usage
         self._token_usage.record(usage.input_tokens, sets.input)
         self._token_usage.record(usage.output_tokens, sets.output)
         self._duration.record(r.duration_s, sets.base)
         if r.time_to_first_chunk_s is not None:
             self._ttfc.record(r.time_to_first_chunk_s, sets.base)
+        sums = self._token_sums
         for leaf, count in usage.leaves().items():
             if count:
-                self._tokens.add(count, sets.leaves[leaf])
+                sums[(key, leaf)] = sums.get((key, leaf), 0) + count
         cost = r.cost
         if cost.amount is not None:
             self._cost.record(float(cost.amount), sets.base)
         else:
-            self._unpriced.add(1, sets.base)
+            self._unpriced_counts[key] = self._unpriced_counts.get(key, 0) + 1
         if usage.estimated:
-            self._estimated.add(1, sets.base)
+            self._estimated_counts[key] = self._estimated_counts.get(key, 0) + 1
 
-    def _attr_sets(self, r: CallRecord) -> _AttrSets:
+    def _attr_sets(self, r: CallRecord) -> tuple[tuple[Any, ...], _AttrSets]:
         extras = tuple(self._label(key, r.attributes.get(key)) for key in self._allow)
         key = (r.operation, r.provider, r.request_model, r.response_model, r.server_address, r.error_type, extras)
         sets = self._attr_cache.get(key)
@@ -198,11 +256,10 @@ class UsageSpanProcessor(SpanProcessor):
                 if value is not None:
                     base[name] = value
             sets = _AttrSets(base)
-            with self._lock:
-                if len(self._attr_cache) >= _ATTR_CACHE_LIMIT:
-                    self._attr_cache.clear()
-                self._attr_cache[key] = sets
-        return sets
+            if len(self._attr_cache) >= _ATTR_CACHE_LIMIT:
+                self._attr_cache.clear()
+            self._attr_cache[key] = sets
+        return key, sets
 
     def _label(self, key: str, value: Any) -> str | None:
         if value is None:
@@ -226,15 +283,39 @@ class UsageSpanProcessor(SpanProcessor):
                           context=trace.set_span_in_context(NonRecordingSpan(span_context)),
                           event_name=sc.USAGE_EVENT_NAME, body=usage_record_summary(r), attributes=attrs)
 
-    # --- observable counters --------------------------------------------------------------------
-    @staticmethod
-    def _observe_errors(options: CallbackOptions) -> Iterable[Observation]:
+    # --- observable counters (each collection drains the queue first: exports are complete) -------
+    def _observe_tokens(self, options: CallbackOptions) -> Iterable[Observation]:
+        self.drain()
+        with self._lock:
+            return [Observation(count, self._sets_for(key).leaves[leaf])
+                    for (key, leaf), count in self._token_sums.items()]
+
+    def _observe_unpriced(self, options: CallbackOptions) -> Iterable[Observation]:
+        self.drain()
+        with self._lock:
+            return [Observation(n, self._sets_for(key).base) for key, n in self._unpriced_counts.items()]
+
+    def _observe_estimated(self, options: CallbackOptions) -> Iterable[Observation]:
+        self.drain()
+        with self._lock:
+            return [Observation(n, self._sets_for(key).base) for key, n in self._estimated_counts.items()]
+
+    def _observe_errors(self, options: CallbackOptions) -> Iterable[Observation]:
+        self.drain()
         return [Observation(count, {sc.LLMTALLY_ERROR_KIND: kind}) for kind, count in internal_error_counts().items()]
 
     @staticmethod
     def _observe_malformed(options: CallbackOptions) -> Iterable[Observation]:
         return [Observation(count, {sc.GEN_AI_PROVIDER_NAME: provider})
                 for provider, count in malformed_payload_counts().items()]
+
+    def _sets_for(self, key: tuple[Any, ...]) -> _AttrSets:
+        sets = self._attr_cache.get(key)
+        if sets is None:  # evicted from the cache: rebuild from the key alone
+            base = {n: v for n, v in zip(_BASE_KEYS, key[:6], strict=True) if v is not None}
+            base.update({n: v for n, v in zip(self._allow, key[6], strict=True) if v is not None})
+            sets = _AttrSets(base)
+        return sets
 
     # --- peers' spans -----------------------------------------------------------------------------
     def _convert_span(self, span: ReadableSpan, attrs: Mapping[str, Any]) -> CallRecord | None:
@@ -264,6 +345,22 @@ class UsageSpanProcessor(SpanProcessor):
             error_type=error_type, error_message=span.status.description if error_type else None,
             trace_id=ctx.trace_id if ctx else 0, span_id=ctx.span_id if ctx else 0, sampled=True, attributes=keep,
         )
+
+
+def _worker(ref: weakref.ref[UsageSpanProcessor], stop: threading.Event) -> None:
+    """Drain the processor's queue every 50 ms until it is shut down or garbage collected."""
+    while not stop.wait(0.05):
+        processor = ref()
+        if processor is None:
+            return
+        processor.drain()
+        del processor
+
+
+def _drain_at_exit(ref: weakref.ref[UsageSpanProcessor]) -> None:
+    processor = ref()
+    if processor is not None:
+        processor.drain()
 
 
 def _str(value: Any) -> str | None:
