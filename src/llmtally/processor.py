@@ -98,6 +98,8 @@ class UsageSpanProcessor(SpanProcessor):
             os.environ.get(sc.ENV_METRIC_ATTRIBUTE_LIMIT, "100"))
         self._seen: dict[str, set[str]] = {key: set() for key in self._allow}
         self._convert = convert_foreign_spans
+        if convert_foreign_spans:
+            covered_spans.enabled = True  # instrumentors now note which spans they cover
         self._active = True
         self._price_book = price_book
         self._attr_cache: dict[tuple[Any, ...], _AttrSets] = {}

@@ -247,10 +247,24 @@ def _get(obj: Any, *names: str) -> Any:
             if value is not None:
                 return value
         return None
+    if getattr(type(obj), "__pydantic_fields__", None) is not None:
+        # pydantic v2 keeps fields in __dict__ and unknown wire fields (OpenRouter's `cost`) in
+        # __pydantic_extra__; getattr() on an absent optional field raises inside pydantic (~3 µs).
+        fields = obj.__dict__
+        for name in names:
+            value = fields.get(name)
+            if value is not None:
+                return value
+        extra = getattr(obj, "__pydantic_extra__", None)
+        if extra:
+            for name in names:
+                value = extra.get(name)
+                if value is not None:
+                    return value
+        return None
     for name in names:
         value = getattr(obj, name, None)
         if value is None:
-            # pydantic models keep unknown wire fields (e.g. OpenRouter's `cost`) in model_extra.
             extra = getattr(obj, "model_extra", None)
             if isinstance(extra, Mapping):
                 value = extra.get(name)

@@ -11,7 +11,6 @@ an SDK), the outer one is marked *delegated* and carries no usage: only the inne
 
 from __future__ import annotations
 
-import collections
 import contextvars
 import os
 import threading
@@ -74,29 +73,42 @@ def remove_listener(listener: Listener) -> None:
 
 
 class _CoveredSpans:
-    """Span ids of llmtally calls and of the spans they started under, kept for a while: a peer
-    instrumentation's span that is the parent or a child of an llmtally span is the same call."""
+    """Span ids of llmtally calls and of the spans they started under: a peer instrumentation's span
+    that is the parent or a child of an llmtally span is the same call (see the usage processor).
 
-    def __init__(self, ttl_s: float = 600.0) -> None:
-        self._ttl = ttl_s
-        self._ids: dict[int, float] = {}
-        self._order: collections.deque[tuple[float, int]] = collections.deque()
+    Kept only while a processor converts peers' spans (``enabled``): from a call's start until 60 s
+    after it ends, when any peer span of the same call has ended too."""
+
+    def __init__(self, linger_s: float = 60.0) -> None:
+        self.enabled = False
+        self._linger = linger_s
+        self._ids: dict[int, float] = {}  # span id -> expiry (monotonic); inf while the call runs
         self._lock = threading.Lock()
+        self._next_sweep = 0.0
 
     def add(self, *span_ids: int) -> None:
-        now = time.monotonic()
         with self._lock:
             for span_id in span_ids:
                 if span_id:
-                    self._ids[span_id] = now + self._ttl
-                    self._order.append((now + self._ttl, span_id))
-            while self._order and self._order[0][0] < now:
-                expiry, old = self._order.popleft()
-                if self._ids.get(old) == expiry:
+                    self._ids[span_id] = float("inf")
+
+    def release(self, *span_ids: int) -> None:
+        now = time.monotonic()
+        expiry = now + self._linger
+        with self._lock:
+            for span_id in span_ids:
+                if span_id in self._ids:
+                    self._ids[span_id] = expiry
+            if now >= self._next_sweep:  # amortised clean-up, at most every few seconds
+                self._next_sweep = now + 5.0
+                for old in [k for k, v in self._ids.items() if v < now]:
                     del self._ids[old]
 
     def __contains__(self, span_id: int) -> bool:
         return span_id in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
 
 
 covered_spans = _CoveredSpans()
@@ -126,7 +138,7 @@ def capture_content_enabled() -> bool:
 class Call:
     """The span and the accounting of one LLM call."""
 
-    __slots__ = ("_done", "_start_ns", "_t0", "_token", "capture", "delegated", "estimate_input",
+    __slots__ = ("_covered", "_done", "_start_ns", "_t0", "_token", "capture", "delegated", "estimate_input",
                  "finish_reasons", "operation", "out_ascii", "out_non_ascii", "output_parts", "price_book",
                  "provider", "request_model", "response_attributes", "response_id", "response_model", "server_address",
                  "server_port",
@@ -135,7 +147,7 @@ class Call:
     def __init__(self, tracer: trace.Tracer, *, provider: str, operation: str, request_model: str | None,
                  server_address: str | None, server_port: int | None, streaming: bool,
                  attributes: Mapping[str, AttributeValue] | None = None, price_book: PriceBook | None = None,
-                 estimate_input: Callable[[], int] | None = None) -> None:
+                 estimate_input: Callable[[], int] | None = None, capture: bool | None = None) -> None:
         self.provider = provider
         self.operation = operation
         self.request_model = request_model
@@ -152,7 +164,7 @@ class Call:
         self.ttfc: float | None = None
         self.out_ascii = 0
         self.out_non_ascii = 0
-        self.capture = capture_content_enabled()
+        self.capture = capture_content_enabled() if capture is None else capture
         self.output_parts: list[str] | None = [] if self.capture else None
         self.delegated = False
         self._done = False
@@ -178,9 +190,12 @@ class Call:
         self._start_ns = time.time_ns()
         self._t0 = time.perf_counter()
         name = f"{operation} {request_model}" if request_model else operation
-        parent_id = trace.get_current_span().get_span_context().span_id
+        parent_id = trace.get_current_span().get_span_context().span_id if covered_spans.enabled else 0
         self.span = tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attrs, start_time=self._start_ns)
-        covered_spans.add(self.span.get_span_context().span_id, parent_id)
+        self._covered: tuple[int, ...] = ()
+        if covered_spans.enabled:
+            self._covered = (self.span.get_span_context().span_id, parent_id)
+            covered_spans.add(*self._covered)
 
     # --- nesting --------------------------------------------------------------------------------
     def enter(self) -> None:
@@ -303,6 +318,8 @@ class Call:
         if error is not None:
             self.span.set_status(Status(StatusCode.ERROR, str(error)[:300]))
         self.span.end(end_time=end_ns)
+        if self._covered:
+            covered_spans.release(*self._covered)
 
 
 def usage_attributes(usage: Usage) -> dict[str, AttributeValue]:
@@ -335,7 +352,8 @@ def cost_attributes(cost: Cost) -> dict[str, AttributeValue]:
             attrs[sc.GEN_AI_USAGE_COST_SOURCE] = cost.source
         attrs[sc.LLMTALLY_COST_DECIMAL] = format_decimal(cost.amount)
         for leaf, amount in cost.breakdown.items():
-            attrs[sc.LLMTALLY_COST_PREFIX + leaf] = float(amount)
+            if amount:  # zero leaves are implied: fewer attributes per span
+                attrs[sc.LLMTALLY_COST_PREFIX + leaf] = float(amount)
     return attrs
 
 

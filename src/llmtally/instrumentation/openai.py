@@ -196,7 +196,8 @@ def _plan(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Plan
     stream = body.get("stream") is True
     host, port = _target(instance)
     provider = _provider(instance, host)
-    attrs = _request_attributes(kind, body, api_type)
+    capture = capture_content_enabled()
+    attrs = _request_attributes(kind, body, api_type, capture)
     injected = False
     if (stream and kind in (CHAT, COMPLETIONS) and _settings.inject_stream_usage and host in _settings.inject_hosts
             and not _include_usage(body)):
@@ -209,7 +210,7 @@ def _plan(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Plan
         injected = True
     call = Call(_settings.tracer, provider=provider, operation=operation, request_model=model, server_address=host,
                 server_port=port, streaming=stream, attributes=attrs, price_book=_settings.price_book,
-                estimate_input=partial(_estimate_input, kind, body, model))
+                estimate_input=partial(_estimate_input, kind, body, model), capture=capture)
     service_tier = body.get("service_tier")
     if isinstance(service_tier, str) and service_tier not in ("auto", "default"):
         call.service_tier = service_tier
@@ -238,7 +239,8 @@ def _provider(instance: Any, host: str | None) -> str:
     return provider_for_host(host)
 
 
-def _request_attributes(kind: str, body: Mapping[str, Any], api_type: str | None) -> dict[str, AttributeValue]:
+def _request_attributes(kind: str, body: Mapping[str, Any], api_type: str | None,
+                        capture: bool) -> dict[str, AttributeValue]:
     attrs: dict[str, AttributeValue] = {}
     if api_type:
         attrs[sc.OPENAI_API_TYPE] = api_type
@@ -273,7 +275,7 @@ def _request_attributes(kind: str, body: Mapping[str, Any], api_type: str | None
     fmt_type = _get(response_format, "type") or _get(text_format, "type")
     if isinstance(fmt_type, str):
         attrs[sc.GEN_AI_OUTPUT_TYPE] = "json" if fmt_type.startswith("json") else fmt_type
-    if capture_content_enabled():
+    if capture:
         content = body.get("messages") or body.get("input") or body.get("prompt")
         if content is not None:
             attrs[sc.GEN_AI_INPUT_MESSAGES] = json.dumps(content, default=str)[:100_000]
@@ -306,11 +308,23 @@ def _result(plan: _Plan, result: Any) -> Any:
         return result
 
 
-def _handle(plan: _Plan, result: Any) -> Any:
-    from openai import AsyncStream, Stream
-    from openai._legacy_response import LegacyAPIResponse
-    from openai._response import APIResponse, AsyncAPIResponse
+_sdk_types: tuple[Any, ...] | None = None
 
+
+def _types() -> tuple[Any, ...]:
+    """The SDK's stream and response classes, imported once (the SDK is imported by then)."""
+    global _sdk_types
+    if _sdk_types is None:
+        from openai import AsyncStream, Stream
+        from openai._legacy_response import LegacyAPIResponse
+        from openai._response import APIResponse, AsyncAPIResponse
+
+        _sdk_types = (Stream, AsyncStream, LegacyAPIResponse, APIResponse, AsyncAPIResponse)
+    return _sdk_types
+
+
+def _handle(plan: _Plan, result: Any) -> Any:
+    Stream, AsyncStream, LegacyAPIResponse, APIResponse, AsyncAPIResponse = _types()
     if isinstance(result, Stream):
         return TracedStream(result, _accumulator(plan))
     if isinstance(result, AsyncStream):
@@ -328,8 +342,7 @@ def _handle(plan: _Plan, result: Any) -> Any:
 
 
 def _on_parsed(plan: _Plan, parsed: Any) -> Any:
-    from openai import AsyncStream, Stream
-
+    Stream, AsyncStream = _types()[:2]
     if isinstance(parsed, Stream):
         return TracedStream(parsed, _accumulator(plan))
     if isinstance(parsed, AsyncStream):
@@ -435,6 +448,7 @@ class _ChatAccumulator:
 
     def on_item(self, chunk: Any) -> bool:
         call = self.call
+        delta = None
         if call.ttfc is None:
             call.first_chunk()
             call.response_model = getattr(chunk, "model", None) or call.response_model
@@ -446,22 +460,19 @@ class _ChatAccumulator:
             if self.injected and not choices:
                 return False  # the usage-only chunk the caller did not ask for
         for choice in choices:
-            if self.legacy:
-                text = choice.text
-                if text:
-                    call.add_output_text(text)
-            else:
-                delta = choice.delta
-                if delta is not None:
-                    content = delta.content
-                    if content:
-                        call.add_output_text(content)
-                    tool_calls = delta.tool_calls
-                    if tool_calls:
-                        for tool_call in tool_calls:
-                            arguments = tool_call.function.arguments if tool_call.function else None
-                            if arguments:
-                                call.add_output_text(arguments)
+            content = choice.text if self.legacy else (delta := choice.delta) and delta.content
+            if content:
+                if call.output_parts is None and content.isascii():
+                    call.out_ascii += len(content)  # inline: the per-chunk path of every stream
+                else:
+                    call.add_output_text(content)
+            if not self.legacy and delta is not None:
+                tool_calls = delta.tool_calls
+                if tool_calls:
+                    for tool_call in tool_calls:
+                        arguments = tool_call.function.arguments if tool_call.function else None
+                        if arguments:
+                            call.add_output_text(arguments)
             reason = choice.finish_reason
             if reason:
                 self.finish_reasons[choice.index] = reason

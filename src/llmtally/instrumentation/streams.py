@@ -14,7 +14,7 @@ the final usage, or None to have it estimated from the counted output.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Protocol
 
 import wrapt
@@ -49,8 +49,27 @@ class TracedStream(wrapt.ObjectProxy[Any]):
         self._self_acc = accumulator
         self._self_done = False
 
-    def __iter__(self) -> TracedStream:
-        return self
+    def __iter__(self) -> Iterator[Any]:
+        # A generator: resuming it per chunk is cheaper than a Python-level __next__ through the proxy.
+        return self._self_iterate()
+
+    def _self_iterate(self) -> Iterator[Any]:
+        on_item = self._self_acc.on_item
+        try:
+            for item in self.__wrapped__:
+                try:
+                    keep = on_item(item)
+                except Exception as exc:
+                    report_internal_error("stream.item", exc)
+                    keep = True
+                if keep:
+                    yield item
+        except GeneratorExit:
+            raise  # the caller stopped this loop (break); the stream itself may be resumed later
+        except BaseException as exc:
+            self._self_end(exc)
+            raise
+        self._self_end(None)
 
     def __next__(self) -> Any:
         acc = self._self_acc
@@ -105,8 +124,26 @@ class TracedAsyncStream(wrapt.ObjectProxy[Any]):
         self._self_acc = accumulator
         self._self_done = False
 
-    def __aiter__(self) -> TracedAsyncStream:
-        return self
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._self_aiterate()
+
+    async def _self_aiterate(self) -> AsyncIterator[Any]:
+        on_item = self._self_acc.on_item
+        try:
+            async for item in self.__wrapped__:
+                try:
+                    keep = on_item(item)
+                except Exception as exc:
+                    report_internal_error("stream.item", exc)
+                    keep = True
+                if keep:
+                    yield item
+        except GeneratorExit:
+            raise
+        except BaseException as exc:  # CancelledError included: the task was cancelled mid-stream
+            self._self_end(exc)
+            raise
+        self._self_end(None)
 
     async def __anext__(self) -> Any:
         acc = self._self_acc
