@@ -273,6 +273,46 @@ def _get(obj: Any, *names: str) -> Any:
     return None
 
 
+class _AttrView(Mapping[str, Any]):
+    """Read-only mapping over an object's attributes (SDK objects that are neither dicts nor pydantic)."""
+
+    __slots__ = ("_obj",)
+
+    def __init__(self, obj: Any) -> None:
+        self._obj = obj
+
+    def __getitem__(self, name: str) -> Any:
+        value = _get(self._obj, name)
+        if value is None:
+            raise KeyError(name)
+        return value
+
+    def get(self, name: str, default: Any = None) -> Any:
+        value = _get(self._obj, name)
+        return default if value is None else value
+
+    def __iter__(self) -> Any:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+_NO_FIELDS: Mapping[str, Any] = {}
+
+
+def _fields(obj: Any) -> Mapping[str, Any]:
+    """A mapping view of a payload, taken once so each field read is a dict lookup (hot path)."""
+    if obj is None:
+        return _NO_FIELDS
+    if isinstance(obj, Mapping):
+        return obj
+    if getattr(type(obj), "__pydantic_fields__", None) is not None:
+        extra = getattr(obj, "__pydantic_extra__", None)
+        return {**obj.__dict__, **extra} if extra else obj.__dict__
+    return _AttrView(obj)
+
+
 def _usage_of(response: Any, *names: str) -> Any:
     """The usage object of a response, or the argument itself when it already is one."""
     found = _get(response, *names)
@@ -287,46 +327,53 @@ def _usage_of(response: Any, *names: str) -> Any:
 def from_openai_chat(response_or_usage: Any) -> Usage:
     """OpenAI chat completions / legacy completions (and OpenAI-compatible: Azure, Groq, DeepSeek,
     Together, OpenRouter, Mistral's chat) -> Usage."""
-    u = _usage_of(response_or_usage, "usage")
-    # Groq puts stream usage under x_groq.usage.
-    if _get(u, "prompt_tokens", "completion_tokens") is None:
-        groq = _get(_get(response_or_usage, "x_groq"), "usage")
+    top = _fields(response_or_usage)
+    inner = top.get("usage")
+    u = top if inner is None else _fields(inner)
+    if u.get("prompt_tokens") is None and u.get("completion_tokens") is None:
+        groq = _fields(top.get("x_groq")).get("usage")  # Groq puts stream usage under x_groq.usage
         if groq is not None:
-            u = groq
-    pd = _get(u, "prompt_tokens_details")
-    cd = _get(u, "completion_tokens_details")
-    cached = _get(pd, "cached_tokens")
+            u = _fields(groq)
+    pd = _fields(u.get("prompt_tokens_details"))
+    cd = _fields(u.get("completion_tokens_details"))
+    cached = pd.get("cached_tokens")
     if cached is None:
         # DeepSeek: prompt_cache_hit_tokens; Together: a top-level cached_tokens.
-        cached = _get(u, "prompt_cache_hit_tokens", "cached_tokens")
+        cached = u.get("prompt_cache_hit_tokens")
+        if cached is None:
+            cached = u.get("cached_tokens")
+    cache_write = pd.get("cache_write_tokens")
     return Usage.build(
-        input_tokens=_get(u, "prompt_tokens"),
-        output_tokens=_get(u, "completion_tokens"),
+        input_tokens=u.get("prompt_tokens"),
+        output_tokens=u.get("completion_tokens"),
         cache_read_tokens=cached,
-        cache_write_tokens=_get(pd, "cache_write_tokens", "cache_creation_tokens"),
-        reasoning_tokens=_get(cd, "reasoning_tokens"),
-        input_audio_tokens=_get(pd, "audio_tokens"),
-        input_image_tokens=_get(pd, "image_tokens"),
-        output_audio_tokens=_get(cd, "audio_tokens"),
-        output_image_tokens=_get(cd, "image_tokens"),
-        provider_cost=_get(u, "cost"),
+        cache_write_tokens=cache_write if cache_write is not None else pd.get("cache_creation_tokens"),
+        reasoning_tokens=cd.get("reasoning_tokens"),
+        input_audio_tokens=pd.get("audio_tokens"),
+        input_image_tokens=pd.get("image_tokens"),
+        output_audio_tokens=cd.get("audio_tokens"),
+        output_image_tokens=cd.get("image_tokens"),
+        provider_cost=u.get("cost"),
     )
 
 
 def from_openai_responses(response_or_usage: Any) -> Usage:
     """OpenAI Responses API (``response.usage`` or the ``response.completed`` event's response)."""
-    u = _usage_of(response_or_usage, "usage")
-    idt = _get(u, "input_tokens_details")
-    odt = _get(u, "output_tokens_details")
+    top = _fields(response_or_usage)
+    inner = top.get("usage")
+    u = top if inner is None else _fields(inner)
+    idt = _fields(u.get("input_tokens_details"))
+    odt = _fields(u.get("output_tokens_details"))
+    cache_write = idt.get("cache_write_tokens")
     return Usage.build(
-        input_tokens=_get(u, "input_tokens"),
-        output_tokens=_get(u, "output_tokens"),
-        cache_read_tokens=_get(idt, "cached_tokens"),
-        cache_write_tokens=_get(idt, "cache_write_tokens", "cache_creation_tokens"),
-        reasoning_tokens=_get(odt, "reasoning_tokens"),
-        input_audio_tokens=_get(idt, "audio_tokens"),
-        input_image_tokens=_get(idt, "image_tokens"),
-        provider_cost=_get(u, "cost"),
+        input_tokens=u.get("input_tokens"),
+        output_tokens=u.get("output_tokens"),
+        cache_read_tokens=idt.get("cached_tokens"),
+        cache_write_tokens=cache_write if cache_write is not None else idt.get("cache_creation_tokens"),
+        reasoning_tokens=odt.get("reasoning_tokens"),
+        input_audio_tokens=idt.get("audio_tokens"),
+        input_image_tokens=idt.get("image_tokens"),
+        provider_cost=u.get("cost"),
     )
 
 

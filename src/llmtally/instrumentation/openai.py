@@ -35,6 +35,7 @@ from llmtally.instrumentation.streams import TracedAsyncResponse, TracedAsyncStr
 from llmtally.pricing import PriceBook
 from llmtally.usage import (
     Usage,
+    _fields,
     _get,
     from_openai_chat,
     from_openai_embeddings,
@@ -222,15 +223,26 @@ def _include_usage(body: Mapping[str, Any]) -> bool:
     return isinstance(options, Mapping) and options.get("include_usage") is True
 
 
+_targets: dict[int, tuple[Any, str | None, int | None]] = {}
+
+
 def _target(instance: Any) -> tuple[str | None, int | None]:
     url = getattr(instance, "base_url", None)
+    cached = _targets.get(id(url))
+    if cached is not None and cached[0] is url:  # URL objects are immutable: parse each one once
+        return cached[1], cached[2]
     host = getattr(url, "host", None)
     if not host:
-        return None, None
-    port = getattr(url, "port", None)
-    if port is None:
-        port = 443 if getattr(url, "scheme", "https") == "https" else 80
-    return str(host), int(port)
+        result: tuple[str | None, int | None] = (None, None)
+    else:
+        port = getattr(url, "port", None)
+        if port is None:
+            port = 443 if getattr(url, "scheme", "https") == "https" else 80
+        result = (str(host), int(port))
+    if len(_targets) > 256:
+        _targets.clear()
+    _targets[id(url)] = (url, *result)
+    return result
 
 
 def _provider(instance: Any, host: str | None) -> str:
@@ -373,13 +385,14 @@ def _finish_from_object(plan: _Plan, obj: Any) -> None:
     if call.done:  # e.g. parse() after the raw body was already accounted for
         return
     kind = plan.kind
-    model = _get(obj, "model")
+    fields = _fields(obj)
+    model = fields.get("model")
     if isinstance(model, str):
         call.response_model = model
-    rid = _get(obj, "id")
+    rid = fields.get("id")
     if isinstance(rid, str):
         call.response_id = rid
-    tier = _get(obj, "service_tier")
+    tier = fields.get("service_tier")
     if isinstance(tier, str):
         call.response_attributes[sc.OPENAI_RESPONSE_SERVICE_TIER] = tier
         if tier not in ("auto", "default"):
@@ -387,7 +400,7 @@ def _finish_from_object(plan: _Plan, obj: Any) -> None:
     usage: Usage | None
     if kind == IMAGES:
         usage = from_openai_images(obj)
-    elif _get(obj, "usage") is None:
+    elif fields.get("usage") is None:
         usage = None
         _count_output(kind, obj, call)  # for the estimate
     elif kind == RESPONSES:
@@ -397,11 +410,11 @@ def _finish_from_object(plan: _Plan, obj: Any) -> None:
     else:
         usage = from_openai_chat(obj)
     if kind in (CHAT, COMPLETIONS):
-        reasons = [r for c in _get(obj, "choices") or () if isinstance(r := _get(c, "finish_reason"), str)]
+        reasons = [r for c in fields.get("choices") or () if isinstance(r := _fields(c).get("finish_reason"), str)]
         if reasons:
             call.finish_reasons = reasons
     elif kind == RESPONSES:
-        status = _get(obj, "status")
+        status = fields.get("status")
         if isinstance(status, str):
             call.finish_reasons = [status]
     if call.capture and kind in (CHAT, COMPLETIONS, RESPONSES) and not call.output_parts:
