@@ -45,6 +45,7 @@ import openai._base_client as openai_base
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import NoOpTracerProvider
 
 from llmtally import semconv as sc
 from llmtally.instrumentation.openai import OpenAIInstrumentor
@@ -185,12 +186,31 @@ class Scenario:
 
 
 class Bench:
-    def __init__(self, n_chunks: int) -> None:
+    def __init__(self, n_chunks: int, noop_tracer: bool = False, with_processor: bool = False) -> None:
         self.n_chunks = n_chunks
         self.api = CannedAPI(n_chunks)
         self.exporter = InMemorySpanExporter()
-        self.provider = TracerProvider()
-        self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self.noop_tracer = noop_tracer
+        self.provider: Any = NoOpTracerProvider() if noop_tracer else TracerProvider()
+        if not noop_tracer:
+            self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self.usage_processor = None
+        if with_processor:  # metrics + usage records too; its worker thread runs during the timed rounds
+            from opentelemetry.sdk._logs import LoggerProvider
+            from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+            from opentelemetry.sdk.metrics import MeterProvider
+            from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+            from llmtally.processor import UsageSpanProcessor
+
+            logger_provider = LoggerProvider()
+            self.log_exporter = InMemoryLogRecordExporter()
+            logger_provider.add_log_record_processor(SimpleLogRecordProcessor(self.log_exporter))
+            self.usage_processor = UsageSpanProcessor(
+                meter_provider=MeterProvider(metric_readers=[InMemoryMetricReader()]),
+                logger_provider=logger_provider)
+            if not noop_tracer:
+                self.provider.add_span_processor(self.usage_processor)
         self.instrumentor = OpenAIInstrumentor()
         self.loop = asyncio.new_event_loop()
         transport = httpx2.MockTransport(self.api)
@@ -307,10 +327,24 @@ class Bench:
 
         return self.loop.run_until_complete(pair())
 
+    def clear(self) -> None:
+        """Forget spans and usage records of untimed calls (warm-up, settle)."""
+        self.exporter.clear()
+        if self.usage_processor is not None:
+            self.usage_processor.force_flush()
+            self.log_exporter.clear()
+
     # sanity
     def check_spans(self, instrumented: bool, expected: int, streaming: bool) -> None:
         spans = self.exporter.get_finished_spans()
         self.exporter.clear()
+        if self.usage_processor is not None:
+            self.usage_processor.force_flush()
+            records = len(self.log_exporter.get_finished_logs())
+            self.log_exporter.clear()
+            assert records == (expected if instrumented else 0), f"{records} usage records for {expected} calls"
+        if self.noop_tracer:  # llmtally's own work only: no span is recorded, nothing to check
+            return
         if not instrumented:
             assert not spans, f"{len(spans)} spans while uninstrumented"
             return
@@ -344,7 +378,7 @@ def run(bench: Bench, scenarios: list[Scenario], warmup: int) -> None:
             bench.set_instrumented(on)
             sc_.settle(warmup)
             sc_.batch(1)
-            bench.exporter.clear()
+            bench.clear()
         # The heap (SDK types, price catalog) is large: freeze it so the full collection before every round costs
         # ms, not ~50 ms, and no collection of that old heap lands inside a timed round.
         gc.collect()
@@ -354,7 +388,7 @@ def run(bench: Bench, scenarios: list[Scenario], warmup: int) -> None:
         for on in states:
             bench.set_instrumented(on)
             sc_.settle(SETTLE_CALLS)
-            bench.exporter.clear()
+            bench.clear()
             sc_.samples[on].append(timed(sc_.batch, sc_.size))
             bench.check_spans(on, sc_.size, streaming)
     bench.set_instrumented(False)
@@ -363,7 +397,7 @@ def run(bench: Bench, scenarios: list[Scenario], warmup: int) -> None:
 def run_chunk_pairs(bench: Bench, pair: Callable[[bool], list[tuple[int, int]]], pairs: int) -> dict[str, Any]:
     """Per-chunk overhead from streams iterated side by side: both see the same machine state."""
     pair(False)  # warm-up
-    bench.exporter.clear()
+    bench.clear()
     # The stream advanced second in a step runs measurably faster (~1 us here: caches warmed by the first), so
     # the order alternates between pairs and the two orders are weighted equally.
     diffs: dict[bool, list[int]] = {False: [], True: []}  # by "traced stream advanced first"
@@ -472,10 +506,14 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=20, help="warm-up calls per state (not recorded)")
     ap.add_argument("--no-async", action="store_true", help="skip the AsyncOpenAI scenarios")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--with-processor", action="store_true",
+                    help="attach llmtally's UsageSpanProcessor (metrics + usage records) as well")
+    ap.add_argument("--noop-tracer", action="store_true",
+                    help="OpenTelemetry's no-op tracer: llmtally's own work without the SDK's span cost")
     args = ap.parse_args()
 
     t0 = time.perf_counter()
-    bench = Bench(args.chunks)
+    bench = Bench(args.chunks, noop_tracer=args.noop_tracer, with_processor=args.with_processor)
     scenarios = [
         Scenario("sync chat", "call", bench.sync_calls, bench.sync_calls, args.calls, args.rounds),
         Scenario("sync chat stream", "stream", bench.sync_streams, bench.sync_calls, args.streams, args.stream_rounds),
