@@ -11,12 +11,11 @@ Run: python bench/bench_pricing.py [--batches 30] [--batch-size 2000]
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
-from collections.abc import Callable
 from datetime import datetime, timezone
 
+from _report import per_call_us, report  # type: ignore[import-not-found]
 from llmtally.pricing import PriceBook, bundled_catalog
 from llmtally.usage import Usage
 
@@ -31,15 +30,6 @@ CALLS = [
     ("gcp.gemini", "gemini-2.5-pro", None, Usage(input_tokens=250000, output_tokens=2000, reasoning_tokens=900)),
 ]
 
-
-def per_call_us(fn: Callable[[], object], batches: int, size: int) -> float:
-    samples = []
-    for _ in range(batches):
-        start = time.perf_counter_ns()
-        for _ in range(size):
-            fn()
-        samples.append((time.perf_counter_ns() - start) / size / 1000)
-    return statistics.median(samples)
 
 
 def main() -> None:
@@ -84,11 +74,7 @@ def main() -> None:
 
     cached_values = [v for k, v in results.items() if k.startswith("cached_cost_us")]
     results["cached_cost_us_median_over_models"] = round(statistics.median(cached_values), 3)
-    if args.json:
-        print(json.dumps(results, indent=2))
-    else:
-        for key, value in results.items():
-            print(f"{key:55} {value}")
+    report(results, args.json, width=55)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ Run: python bench/bench_processor.py [--batches 30] [--batch-size 2000] [--json]
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
@@ -27,6 +26,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 
+from _report import report  # type: ignore[import-not-found]
 from llmtally.instrumentation.call import CallRecord
 from llmtally.pricing import Cost
 from llmtally.processor import UsageSpanProcessor
@@ -45,15 +45,6 @@ RECORD = CallRecord(
     attributes={"gen_ai.operation.name": "chat", "user.id": "u-1", "llmtally.tenant.id": "acme"},
 )
 
-
-def per_call_us(fn: Callable[[], object], batches: int, size: int) -> float:
-    samples = []
-    for _ in range(batches):
-        start = time.perf_counter_ns()
-        for _ in range(size):
-            fn()
-        samples.append((time.perf_counter_ns() - start) / size / 1000)
-    return statistics.median(samples)
 
 
 def make(emit: bool) -> tuple[UsageSpanProcessor, InMemoryLogRecordExporter]:
@@ -115,11 +106,7 @@ def main() -> None:
     peer.shutdown()
 
     results["target_us"] = 20.0
-    if args.json:
-        print(json.dumps(results, indent=2))
-    else:
-        for key, value in results.items():
-            print(f"{key:62} {value}")
+    report(results, args.json, width=62)
 
 
 if __name__ == "__main__":
