@@ -7,6 +7,13 @@ from pathlib import Path
 
 _REPO = Path(__file__).resolve().parents[1]
 
+# The embedded ledger writes to the user's data directory by default: tests (and the apps they start)
+# get a directory of their own.
+if "LLMTALLY_TEST_DATA_HOME" not in os.environ:
+    import tempfile
+
+    os.environ["LLMTALLY_TEST_DATA_HOME"] = os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="llmtally-tests-")
+
 
 def real_payloads_path() -> Path:
     """``shared/fixtures/real-payloads.jsonl``: beside the checkout (as CI lays it out), else the
@@ -107,3 +114,8 @@ def pipeline() -> Iterator[Pipeline]:
     p = make_pipeline()
     yield p
     p.processor.shutdown()
+
+
+# --- a real PostgreSQL server on 127.0.0.1 (tests/pg.py) ------------------------------------------------
+
+from tests.pg import postgres_server, postgres_url  # noqa: E402, F401

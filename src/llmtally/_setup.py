@@ -27,6 +27,7 @@ from llmtally.pricing import PriceBook
 from llmtally.pricing.catalog import bundled_catalog
 from llmtally.processor import UsageSpanProcessor
 
+ENV_LEDGER = "LLMTALLY_LEDGER"  # "off" disables the embedded ledger
 ENV_PROMETHEUS_PORT = "LLMTALLY_PROMETHEUS_PORT"
 ENV_PROMETHEUS_HOST = "LLMTALLY_PROMETHEUS_HOST"
 _OTLP_ENDPOINT_VARS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
@@ -42,6 +43,8 @@ class Configuration:
     logger_provider: LoggerProvider
     processor: UsageSpanProcessor
     prometheus_port: int | None = None
+    ledger: Any = None
+    """The :class:`~llmtally.ledger.LedgerExporter` writing usage records, when the ledger is on."""
     instrumented: list[str] = field(default_factory=list)
     _server: Any = None
     _instrumentors: list[Any] = field(default_factory=list)
@@ -64,7 +67,7 @@ class Configuration:
 def configure(*, service_name: str | None = None, otlp: bool | None = None, prometheus_port: int | None = None,
               prometheus_host: str | None = None, price_files: Sequence[str | Path] = (),
               metric_attributes: Sequence[str] | None = None, sampler: Sampler | None = None,
-              instrument: bool = True, set_global: bool = True,
+              instrument: bool = True, set_global: bool = True, ledger: bool | str | None = None,
               extra_metric_readers: Sequence[MetricReader] = ()) -> Configuration:
     """Set up OpenTelemetry with llmtally in one call.
 
@@ -78,6 +81,10 @@ def configure(*, service_name: str | None = None, otlp: bool | None = None, prom
       ``LLMTALLY_METRIC_ATTRIBUTES``; none).
     * ``sampler``: default from ``OTEL_TRACES_SAMPLER``. Metrics and usage records are exact under any.
     * ``instrument``: instrument every installed SDK llmtally supports.
+    * ``ledger``: write usage records to the embedded ledger: True (the default, unless
+      ``LLMTALLY_LEDGER=off``) uses ``LLMTALLY_LEDGER_URL`` or a SQLite file in the user's data directory;
+      a string is the database URL; False turns it off. With the ledger on and no SIGTERM handler of the
+      app's own, SIGTERM becomes a normal exit so queued usage records are flushed.
     """
     set_default_price_book(PriceBook.from_env(price_files))
     threading.Thread(target=bundled_catalog, name="llmtally-catalog", daemon=True).start()  # warm, off-thread
@@ -111,6 +118,7 @@ def configure(*, service_name: str | None = None, otlp: bool | None = None, prom
     logger_provider = LoggerProvider(resource=resource)
     if otlp:
         logger_provider.add_log_record_processor(BatchLogRecordProcessor(_otlp("log", protocol)))
+    ledger_exporter = attach_ledger(logger_provider, ledger)
 
     processor = UsageSpanProcessor(meter_provider=meter_provider, logger_provider=logger_provider,
                                    metric_attributes=metric_attributes)
@@ -121,7 +129,7 @@ def configure(*, service_name: str | None = None, otlp: bool | None = None, prom
         logs.set_logger_provider(logger_provider)
 
     config = Configuration(tracer_provider, meter_provider, logger_provider, processor, prometheus_port,
-                           _server=server)
+                           ledger=ledger_exporter, _server=server)
     if instrument:
         for name, instrumentor in installed_instrumentors():
             try:
@@ -131,6 +139,45 @@ def configure(*, service_name: str | None = None, otlp: bool | None = None, prom
             except Exception as exc:
                 logger.warning("llmtally: could not instrument %s: %s", name, exc)
     return config
+
+
+def ledger_wanted(ledger: bool | str | None) -> str | None:
+    """The ledger URL to use ("" for the default URL), or None when the ledger is off."""
+    if ledger is None:
+        ledger = os.environ.get(ENV_LEDGER, "on").strip().lower() not in ("off", "0", "false", "no")
+    if ledger is False:
+        return None
+    return "" if ledger is True else str(ledger)
+
+
+def attach_ledger(logger_provider: Any, ledger: bool | str | None) -> Any:
+    """Add the ledger exporter to a logger provider (batched, off the app's thread); returns it or None."""
+    url = ledger_wanted(ledger)
+    if url is None:
+        return None
+    from llmtally.ledger import LedgerExporter
+
+    exporter = LedgerExporter(url or None)
+    logger_provider.add_log_record_processor(BatchLogRecordProcessor(exporter, schedule_delay_millis=500))
+    install_sigterm_flush()
+    return exporter
+
+
+def install_sigterm_flush() -> bool:
+    """Make SIGTERM a normal exit (atexit hooks flush telemetry) when the app set no handler itself."""
+    import signal
+    import sys
+
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return False  # the app's own handler decides
+
+    def _exit(signum: int, frame: Any) -> None:
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _exit)
+    return True
 
 
 def installed_instrumentors() -> list[tuple[str, Any]]:

@@ -12,6 +12,7 @@ from opentelemetry._logs import get_logger_provider
 from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]
 from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 
+from llmtally._setup import attach_ledger
 from llmtally.instrumentation._guard import logger
 from llmtally.instrumentation.call import set_default_price_book
 from llmtally.pricing import PriceBook
@@ -30,8 +31,17 @@ class LlmtallyConfigurator(_OTelSDKConfigurator):
         if not hasattr(tracer_provider, "add_span_processor"):
             logger.warning("llmtally: no SDK tracer provider configured; usage metrics and records are off")
             return
-        processor = UsageSpanProcessor(meter_provider=metrics.get_meter_provider(),
-                                       logger_provider=get_logger_provider())
+        logger_provider = get_logger_provider()
+        if not hasattr(logger_provider, "add_log_record_processor"):
+            # No OTEL_LOGS_EXPORTER: a logger provider of our own, for the ledger's usage records.
+            from opentelemetry._logs import set_logger_provider
+            from opentelemetry.sdk._logs import LoggerProvider
+
+            logger_provider = LoggerProvider(resource=getattr(tracer_provider, "resource", None))
+            set_logger_provider(logger_provider)
+        attach_ledger(logger_provider, None)
+        processor = UsageSpanProcessor(meter_provider=metrics.get_meter_provider(),  # after the providers:
+                                       logger_provider=logger_provider)  # its exit hook runs before theirs
         tracer_provider.add_span_processor(processor)
         LlmtallyConfigurator.processor = processor
 

@@ -416,6 +416,8 @@ def usage_record_attributes(r: CallRecord) -> dict[str, AttributeValue]:
         if value is not None:
             attrs[key] = value
     attrs.update(cost_attributes(r.cost))
+    if r.cost.cache_savings:
+        attrs[sc.LLMTALLY_COST_CACHE_SAVINGS] = format_decimal(r.cost.cache_savings)
     return attrs
 
 

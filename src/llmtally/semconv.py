@@ -110,6 +110,7 @@ LLMTALLY_USAGE_ESTIMATED: Final = "llmtally.usage.estimated"
 LLMTALLY_USAGE_CLAMPED: Final = "llmtally.usage.clamped"
 LLMTALLY_COST_STATUS: Final = "llmtally.cost.status"
 LLMTALLY_COST_DECIMAL: Final = "llmtally.cost.decimal"  # exact amount as a decimal string
+LLMTALLY_COST_CACHE_SAVINGS: Final = "llmtally.cost.cache_savings"  # decimal string: cache reads vs uncached
 LLMTALLY_COST_PREFIX: Final = "llmtally.cost."  # + leaf name: per-leaf cost breakdown (double)
 LLMTALLY_PRICE_CATALOG: Final = "llmtally.price.catalog"  # catalog name and version, or override file
 LLMTALLY_PRICE_MODEL: Final = "llmtally.price.model"  # the catalog entry the call was priced as

@@ -128,6 +128,7 @@ class ResolvedPrice:
                 uncached = n * p_in if n else _ZERO
                 n = u.cache_read_tokens
                 cache_read = n * p_cr if n else _ZERO
+                savings = n * (p_in - p_cr) if n else _ZERO
                 n = u.cache_write_tokens
                 cache_write = n * p_cw if n else _ZERO
                 n = u.output_tokens - u.reasoning_tokens
@@ -137,7 +138,7 @@ class ResolvedPrice:
             elif u.billed_input_tokens is not None or u.billed_output_tokens is not None:
                 # Cohere: the billed units are the priced counts, whatever the token counts say.
                 uncached = _mul(u.billed_input_tokens or 0, r.input)
-                cache_read = cache_write = reasoning = _ZERO
+                cache_read = cache_write = reasoning = savings = _ZERO
                 output = _mul(u.billed_output_tokens or 0, r.output)
             else:
                 n_uncached = u.input_tokens - u.cache_read_tokens - u.cache_write_tokens
@@ -146,6 +147,8 @@ class ResolvedPrice:
                 uncached = (_mul(n_uncached - audio - image, r.input) + _mul(audio, r.input_audio)
                             + _mul(image, r.input_image))
                 cache_read = _mul(u.cache_read_tokens, r.cache_read)
+                savings = (u.cache_read_tokens * (r.input - r.cache_read)
+                           if u.cache_read_tokens and r.input is not None and r.cache_read is not None else _ZERO)
                 n_1h = u.cache_write_1h_tokens
                 cache_write = (_mul(u.cache_write_tokens - n_1h, r.cache_write)
                                + _mul(n_1h, r.cache_write_1h))
@@ -166,6 +169,7 @@ class ResolvedPrice:
                        _L.OUTPUT: output, _L.REASONING: reasoning},
             priced_as=self.pricing.model,
             catalog=self.catalog,
+            cache_savings=savings,
         )
 
 

@@ -102,6 +102,8 @@ class Cost:
     """Per-leaf amounts (keys :data:`semconv.TOKEN_LEAVES`); they sum to ``amount``."""
     priced_as: str | None = None
     """The catalog/override model name the call was priced as."""
+    cache_savings: Decimal | None = None
+    """What the cache-read tokens would have cost more at the uncached input rate."""
     catalog: str | None = None
     currency: str = semconv.COST_CURRENCY_USD
 
