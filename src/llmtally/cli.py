@@ -32,6 +32,28 @@ def _parser() -> argparse.ArgumentParser:
     prices.add_argument("--at", type=_date, default=None, metavar="YYYY-MM-DD",
                         help="prices in force on this day (default: now)")
     prices.add_argument("--service-tier", default=None, help="e.g. flex, priority")
+    rep = sub.add_parser("report", help="spend and tokens from the usage ledger")
+    rep.add_argument("--by", default="model", help="comma-separated: " + ", ".join(_dimensions()))
+    rep.add_argument("--since", default=None, help="7d, 24h, today, month, or an ISO date/time (UTC)")
+    rep.add_argument("--until", default=None, help="same forms as --since (exclusive)")
+    rep.add_argument("--month", default=None, metavar="YYYY-MM", help="one month, day by day")
+    rep.add_argument("--where", action="append", default=[], metavar="DIM=VALUE",
+                     help="filter, e.g. --where tenant=acme (repeatable)")
+    rep.add_argument("--top", type=int, default=None, help="only the N largest rows")
+    rep.add_argument("--order", default="cost", choices=["cost", "calls", "tokens", "key"])
+    rep.add_argument("--format", default="table", choices=["table", "csv", "json"])
+    rep.add_argument("--ledger", default=None, metavar="URL", help="database URL (default: LLMTALLY_LEDGER_URL "
+                     "or a SQLite file in your data directory)")
+    run = sub.add_parser("run", help="run a program instrumented, usage recorded in the ledger",
+                         usage="llmtally run [--ledger URL] -- PROGRAM [ARGS...]")
+    run.add_argument("--ledger", default=None, metavar="URL", help="database URL for this run")
+    run.add_argument("--no-summary", action="store_true", help="no spend summary at exit")
+    run.add_argument("program", nargs=argparse.REMAINDER, help="the program and its arguments, after --")
+    demo = sub.add_parser("demo", help="a realistic workload against the fake provider, then the report")
+    demo.add_argument("--calls", type=int, default=200, help="how many LLM calls (default 200)")
+    demo.add_argument("--ledger", default=None, metavar="URL", help="database URL (default: a demo SQLite "
+                      "file in the temp directory)")
+    demo.add_argument("--no-progress", action="store_true")
     fake = sub.add_parser("fake-provider", help="serve the fake LLM provider (OpenAI wire format) for tests")
     fake.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     fake.add_argument("--port", type=int, default=8787, help="port (default: 8787; 0 picks a free one)")
@@ -70,6 +92,73 @@ def cmd_prices(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dimensions() -> list[str]:
+    from llmtally.ledger.reports import DIMENSIONS
+
+    return list(DIMENSIONS)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from llmtally.ledger import Ledger, Spool, month, parse_since, replay, report
+    from llmtally.ledger.render import render
+
+    by = [d.strip() for d in args.by.split(",") if d.strip()]
+    filters = {}
+    for item in args.where:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"--where takes DIM=VALUE, got {item!r}")
+        filters[name.strip()] = value.strip()
+    since = parse_since(args.since) if args.since else None
+    until = parse_since(args.until) if args.until else None
+    ledger = Ledger(args.ledger)
+    ledger.ensure_schema()
+    replay(ledger, Spool.for_url(ledger.url))  # what a crashed or offline run left on disk counts too
+    if args.month:
+        result = month(ledger, args.month, filters=filters)
+    else:
+        result = report(ledger, by, since=since, until=until, filters=filters, top=args.top, order=args.order)
+    print(render(result, args.format), end="" if args.format == "csv" else "\n")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import os
+
+    command = list(args.program)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise ValueError("nothing to run: llmtally run -- python app.py")
+    if args.ledger:
+        from llmtally.ledger import Ledger
+
+        Ledger(args.ledger)  # a bad URL fails here, in one line, not inside the app
+        os.environ["LLMTALLY_LEDGER_URL"] = args.ledger
+    os.environ.setdefault("LLMTALLY_LEDGER", "on")
+    if not args.no_summary:
+        os.environ["LLMTALLY_RUN_SUMMARY"] = "1"
+    os.environ["OTEL_PYTHON_DISTRO"] = "llmtally"
+    os.environ["OTEL_PYTHON_CONFIGURATOR"] = "llmtally"
+    otlp = any(os.environ.get(v) for v in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+    for signal_ in ("TRACES", "METRICS", "LOGS"):  # the ledger is the default sink; OTLP when configured
+        os.environ.setdefault(f"OTEL_{signal_}_EXPORTER", "otlp" if otlp else "none")
+    from opentelemetry.instrumentation.auto_instrumentation import run as instrument_and_exec
+
+    sys.argv = ["opentelemetry-instrument", *command]
+    instrument_and_exec()  # execs the program: this process becomes the app
+    return 0  # pragma: no cover - exec does not return
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from llmtally.demo import default_demo_ledger, run_demo
+
+    if args.calls < 1:
+        raise ValueError("--calls must be at least 1")
+    run_demo(args.calls, args.ledger or default_demo_ledger(), progress=not args.no_progress)
+    return 0
+
+
 def cmd_fake_provider(args: argparse.Namespace) -> int:
     import signal
     import threading
@@ -97,10 +186,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_prices(args)
         if args.command == "fake-provider":
             return cmd_fake_provider(args)
-    except PriceFileError as exc:
+        if args.command == "report":
+            return cmd_report(args)
+        if args.command == "run":
+            return cmd_run(args)
+        if args.command == "demo":
+            return cmd_demo(args)
+    except (PriceFileError, ValueError, FileNotFoundError) as exc:
         print(f"llmtally: error: {exc}", file=sys.stderr)
         return 2
-    return 2  # pragma: no cover - argparse enforces a command
+    except Exception as exc:
+        from llmtally.ledger import LedgerError
+
+        if isinstance(exc, LedgerError):
+            print(f"llmtally: error: {exc}", file=sys.stderr)
+            return 2
+        raise
+    raise AssertionError(f"unhandled command {args.command!r}")  # pragma: no cover - argparse enforces one
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -44,6 +44,53 @@ class LlmtallyConfigurator(_OTelSDKConfigurator):
                                        logger_provider=logger_provider)  # its exit hook runs before theirs
         tracer_provider.add_span_processor(processor)
         LlmtallyConfigurator.processor = processor
+        if os.environ.get("LLMTALLY_RUN_SUMMARY"):
+            _RunSummary().install()
+
+
+class _RunSummary:
+    """``llmtally run``: a short spend summary on stderr when the program exits."""
+
+    def __init__(self) -> None:
+        from decimal import Decimal
+
+        self.calls = self.input = self.output = self.unpriced = self.estimated = 0
+        self.cost = Decimal(0)
+
+    def install(self) -> None:
+        import atexit
+
+        from llmtally.instrumentation.call import add_listener
+
+        add_listener(self.add)
+        atexit.register(self.print)
+
+    def add(self, record: Any) -> None:
+        self.calls += 1
+        self.input += record.usage.input_tokens
+        self.output += record.usage.output_tokens
+        self.estimated += record.usage.estimated
+        if record.cost.amount is None:
+            self.unpriced += 1
+        else:
+            self.cost += record.cost.amount
+
+    def print(self) -> None:
+        import sys
+
+        from llmtally.instrumentation.call import format_decimal
+        from llmtally.ledger.store import default_url, redact
+
+        if not self.calls:
+            return
+        flags = []
+        if self.unpriced:
+            flags.append(f"{self.unpriced} unpriced")
+        if self.estimated:
+            flags.append(f"{self.estimated} estimated")
+        extra = f" ({', '.join(flags)})" if flags else ""
+        print(f"llmtally: {self.calls} LLM calls, {self.input:,} input / {self.output:,} output tokens, "
+              f"${format_decimal(self.cost)}{extra}; ledger: {redact(default_url())}", file=sys.stderr)
 
 
 class LlmtallyDistro(BaseDistro):  # type: ignore[misc]

@@ -1,0 +1,143 @@
+"""``llmtally demo``: a realistic mixed workload against the fake provider, through the real SDKs that are
+installed, recorded in a ledger and reported. No API key, no network beyond 127.0.0.1."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llmtally import semconv as sc
+
+TENANTS = ("acme", "globex", "initech")
+USERS = {"acme": ("ana", "ben"), "globex": ("chen", "dora"), "initech": ("eve",)}
+FEATURES = ("search", "summarise", "support-chat")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One call of the workload: what it does and under which attribution."""
+
+    kind: str  # chat | chat-stream | chat-stream-no-usage | responses | embeddings | error | unknown-model
+    model: str
+    tenant: str
+    user: str
+    feature: str
+    usage: dict[str, int]
+
+
+def workload(calls: int, seed: int = 7) -> list[Step]:
+    """A deterministic mix: several tenants, users, features and models; streams, cache hits,
+    reasoning, an error and an unknown model."""
+    rng = random.Random(seed)
+    steps = []
+    for i in range(calls):
+        tenant = rng.choice(TENANTS)
+        user = rng.choice(USERS[tenant])
+        feature = rng.choice(FEATURES)
+        prompt = rng.randint(200, 6000)
+        output = rng.randint(20, 800)
+        usage = {"input": prompt, "output": output}
+        roll = i % 20
+        if roll in (0, 1, 2, 3, 4, 5):
+            kind, model = "chat", "gpt-4o-mini"
+            if rng.random() < 0.5:
+                usage["cache_read"] = (prompt // 1024) * 1024  # OpenAI caches in 1,024-token blocks
+        elif roll in (6, 7, 8):
+            kind, model = "chat-stream", "gpt-4o-mini"
+        elif roll == 9:
+            kind, model = "chat-stream-no-usage", "gpt-4o"
+        elif roll in (10, 11):
+            kind, model = "chat", "gpt-4o"
+        elif roll in (12, 13):
+            kind, model = "responses", "o3"
+            usage["reasoning"] = output // 2
+        elif roll in (14, 15, 16):
+            kind, model, usage = "embeddings", "text-embedding-3-small", {"input": prompt}
+        elif roll == 17:
+            kind, model = "error", "gpt-4o-mini"
+        elif roll == 18:
+            kind, model = "unknown-model", "house-llm-7b"
+        else:
+            kind, model = "chat", "gpt-4o-mini"
+        steps.append(Step(kind, model, tenant, user, feature, usage))
+    return steps
+
+
+def run_step(client: Any, step: Step) -> None:
+    import openai
+
+    headers = {"X-Fake-Usage": json.dumps(step.usage)}
+    messages = [{"role": "user", "content": f"{step.feature} request from {step.user}"}]
+    if step.kind == "chat" or step.kind == "unknown-model":
+        client.chat.completions.create(model=step.model, messages=messages, extra_headers=headers)
+    elif step.kind == "chat-stream":
+        for _ in client.chat.completions.create(model=step.model, messages=messages, stream=True,
+                                                stream_options={"include_usage": True}, extra_headers=headers):
+            pass
+    elif step.kind == "chat-stream-no-usage":  # usage estimated and flagged
+        for _ in client.chat.completions.create(model=step.model, messages=messages, stream=True,
+                                                extra_headers=headers):
+            pass
+    elif step.kind == "responses":
+        client.responses.create(model=step.model, input=messages[0]["content"], extra_headers=headers)
+    elif step.kind == "embeddings":
+        client.embeddings.create(model=step.model, input=messages[0]["content"], extra_headers=headers)
+    elif step.kind == "error":
+        with contextlib.suppress(openai.RateLimitError):
+            client.chat.completions.create(model=step.model, messages=messages,
+                                           extra_headers={**headers, "X-Fake-Scenario": "error-429"})
+
+
+def default_demo_ledger() -> str:
+    return f"sqlite:///{Path(tempfile.gettempdir()) / 'llmtally-demo' / 'ledger.sqlite'}"
+
+
+def run_demo(calls: int, ledger_url: str, progress: bool = True,
+             out: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the workload, flush everything to the ledger, print reports; returns the report totals."""
+    import llmtally
+    from llmtally.ledger import Ledger, report
+    from llmtally.ledger.render import render
+    from llmtally.testing import FakeProvider
+
+    try:
+        import openai
+    except ImportError:
+        raise SystemExit("llmtally demo needs the openai SDK: pip install 'llmtally[openai]'") from None
+
+    steps = workload(calls)
+    ledger = Ledger(ledger_url)
+    ledger.ensure_schema()
+    before = ledger.count()
+    config = llmtally.configure(service_name="llmtally-demo", otlp=False, ledger=ledger_url)
+    try:
+        with FakeProvider() as fake:
+            client = openai.OpenAI(base_url=fake.openai_url, api_key="demo-key", max_retries=0)
+            if progress:
+                from rich.progress import track
+
+                iterator: Any = track(steps, description="Calling LLMs through the fake provider")
+            else:
+                iterator = steps
+            for step in iterator:
+                with llmtally.attributes(tenant_id=step.tenant, user_id=step.user, feature=step.feature):
+                    run_step(client, step)
+    finally:
+        config.shutdown()  # flushes usage records into the ledger
+    added = ledger.count() - before
+    by_model = report(ledger, ["model"])
+    by_tenant = report(ledger, ["tenant", "feature"])
+    out(render(by_model, "table", title=f"Spend by model ({ledger.count()} calls in the ledger)"))
+    out(render(by_tenant, "table", title="Spend by tenant and feature"))
+    out(f"{added} usage records written to {ledger_url}")
+    out(f"Explore them:  llmtally report --ledger {ledger_url} --by day,tenant --format table")
+    totals = by_model.total.as_dict()
+    totals["added"] = added
+    totals["operation"] = sc.Operation.CHAT
+    return totals
