@@ -1,10 +1,11 @@
 """``LedgerExporter``: an OpenTelemetry log-record exporter that writes usage records to the ledger.
 
-``export()`` runs on the log pipeline's own thread (never the app's): it turns the batch's usage
-records into rows and writes them to the spool, then returns. A writer thread moves spooled rows into
-the database in batches, idempotently; while the database is unreachable it retries with backoff and the
-rows wait on disk. Leftover segments (a crash, a SIGTERM mid-write, a database that never came back)
-are replayed by the next exporter or report on the same ledger.
+``export()`` runs on the log pipeline's own thread (never the app's). It inserts the batch's usage
+records straight into the database, idempotently: once committed they are on disk. When the database
+cannot be reached, the batch goes to the spool on disk instead, and further batches too (without
+waiting on the database again) until a writer thread, retrying with backoff, has moved every spooled
+row in; then direct inserts resume. Leftover segments (a crash or a SIGTERM while the database was down,
+a database that never came back) are replayed by the next exporter or report on the same ledger.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportRes
 from llmtally import semconv as sc
 from llmtally.instrumentation._guard import logger, report_internal_error
 from llmtally.ledger.rows import row_from_attributes
-from llmtally.ledger.store import Ledger, LedgerError, Spool, replay
+from llmtally.ledger.store import Ledger, LedgerError, RejectedRows, Spool, replay
 
 
 class LedgerExporter(LogRecordExporter):
@@ -36,6 +37,7 @@ class LedgerExporter(LogRecordExporter):
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
+        self._degraded = bool(self.spool.segments())  # spooled rows first: a previous run left some
         self._start()  # also replays what a previous process left in the spool
 
     # --- LogRecordExporter ----------------------------------------------------------------------
@@ -47,21 +49,34 @@ class LedgerExporter(LogRecordExporter):
                 continue
             service = item.resource.attributes.get("service.name") if item.resource else None
             try:
-                row = row_from_attributes(dict(record.attributes or {}), timestamp_ns=record.timestamp,
+                row = row_from_attributes(dict(record.attributes or {}),
+                                          timestamp_ns=record.timestamp or record.observed_timestamp,
                                           service=str(service) if service is not None else None)
             except Exception as exc:
                 report_internal_error("ledger.row", exc)
                 continue
             if row is not None:
                 rows.append(row)
-        if rows:
+        if not rows:
+            return LogRecordExportResult.SUCCESS
+        if not self._degraded:
             try:
-                self.spool.write(rows)
-            except OSError as exc:
-                report_internal_error("ledger.spool", exc)
-                return LogRecordExportResult.FAILURE
-            self._idle.clear()
-            self._wake.set()
+                self.ledger.insert(rows)
+                return LogRecordExportResult.SUCCESS
+            except RejectedRows as exc:  # the good rows are in; keep the refused ones aside
+                self.spool.set_aside(self.spool.directory / "export.jsonl", exc.rejected)
+                return LogRecordExportResult.SUCCESS
+            except LedgerError as exc:
+                self._degraded = True
+                self.last_error = str(exc)
+                logger.warning("llmtally ledger: %s; usage records wait on disk and are retried", exc)
+        try:
+            self.spool.write(rows)
+        except OSError as exc:
+            report_internal_error("ledger.spool", exc)
+            return LogRecordExportResult.FAILURE
+        self._idle.clear()
+        self._wake.set()
         return LogRecordExportResult.SUCCESS
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
@@ -96,6 +111,8 @@ class LedgerExporter(LogRecordExporter):
         while not self._stop.is_set():
             try:
                 replay(self.ledger, self.spool)
+                if not self.spool.segments():
+                    self._degraded = False  # caught up: export() inserts directly again
                 self.last_error = None
                 backoff = 0.05
                 self._idle.set()
@@ -104,9 +121,11 @@ class LedgerExporter(LogRecordExporter):
             except LedgerError as exc:
                 if self.last_error is None:
                     logger.warning("llmtally ledger: %s; usage records wait on disk and are retried", exc)
+                self._degraded = True
                 self.last_error = str(exc)
                 self._idle.set()
-                self._stop.wait(backoff)
+                self._wake.wait(backoff)  # a flush wakes it: the retry starts at once
+                self._wake.clear()
                 backoff = min(backoff * 2, self._max_backoff)
             except Exception as exc:  # never let the writer die
                 report_internal_error("ledger.writer", exc)

@@ -144,7 +144,7 @@ def report(ledger: Ledger, by: Sequence[str] = ("model",), *, since: datetime | 
                     "calls": func.count().desc(),
                     "tokens": func.sum(usage.c.input_tokens + usage.c.output_tokens).desc(),
                     "key": None}[order]
-        keys = [DIMENSIONS[d] for d in by]
+        keys = [DIMENSIONS[d].asc().nulls_last() for d in by]  # the same order on every database
         grouped = grouped.order_by(*([order_by] if order_by is not None else []), *keys)
         if top is not None:
             grouped = grouped.limit(top)

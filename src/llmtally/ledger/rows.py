@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
@@ -29,28 +31,48 @@ def from_pico(pico: int | None) -> Decimal:
     return Decimal(0) if pico is None else Decimal(int(pico)) / PICO
 
 
+_NS_PER_DAY = 86_400 * 10**9
+_ATTRIBUTION = frozenset({sc.LLMTALLY_TENANT_ID, sc.LLMTALLY_FEATURE})
+
+
+@functools.lru_cache(maxsize=64)
+def _calendar(epoch_day: int) -> tuple[str, str, str]:
+    """(YYYY-MM-DD, ISO YYYY-Www, YYYY-MM) of a UTC day, computed once per day."""
+    moment = datetime.fromtimestamp(epoch_day * 86_400, tz=timezone.utc)
+    iso = moment.isocalendar()
+    return moment.strftime("%Y-%m-%d"), f"{iso[0]:04d}-W{iso[1]:02d}", moment.strftime("%Y-%m")
+
+
 def row_from_attributes(attrs: Mapping[str, Any], *, timestamp_ns: int | None,
                         service: str | None = None) -> dict[str, Any] | None:
     """A ledger row from a usage record's attributes, or None when it is not a usage record."""
     record_id = attrs.get(sc.LLMTALLY_RECORD_ID)
     if not isinstance(record_id, str) or not record_id:
         return None
-    ts_ns = timestamp_ns or 0
-    moment = datetime.fromtimestamp(ts_ns / 1e9, tz=timezone.utc)
-    iso = moment.isocalendar()
+    ts_ns = timestamp_ns or time.time_ns()
+    day, week, month = _calendar(ts_ns // _NS_PER_DAY)
 
-    def text(key: str) -> str | None:
-        value = attrs.get(key)
-        return None if value is None else str(value)
+    get = attrs.get
+
+    def text(key: str, limit: int = 255) -> str | None:
+        value = get(key)
+        if value is None:
+            return None
+        if type(value) is not str:
+            value = str(value)
+        if "\x00" in value:  # PostgreSQL text cannot hold NUL
+            value = value.replace("\x00", "")
+        return value if len(value) <= limit else value[:limit]
 
     def count(key: str) -> int:
-        value = attrs.get(key)
-        return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
+        value = get(key)
+        if type(value) is int:
+            return value
+        return int(value) if isinstance(value, float) else 0
 
     cost_decimal = text(sc.LLMTALLY_COST_DECIMAL)
     extra = {k: v for k, v in attrs.items()
-             if k.startswith("llmtally.") and not k.startswith(_OURS)
-             and k not in (sc.LLMTALLY_TENANT_ID, sc.LLMTALLY_FEATURE)}
+             if k[:9] == "llmtally." and not k.startswith(_OURS) and k not in _ATTRIBUTION}
     breakdown = {leaf: attrs[sc.LLMTALLY_COST_PREFIX + leaf] for leaf in sc.TOKEN_LEAVES
                  if sc.LLMTALLY_COST_PREFIX + leaf in attrs}
     request_model = text(sc.GEN_AI_REQUEST_MODEL)
@@ -58,15 +80,15 @@ def row_from_attributes(attrs: Mapping[str, Any], *, timestamp_ns: int | None,
     return {
         "id": record_id,
         "ts_ms": ts_ns // 1_000_000,
-        "day": moment.strftime("%Y-%m-%d"),
-        "week": f"{iso[0]:04d}-W{iso[1]:02d}",
-        "month": moment.strftime("%Y-%m"),
-        "service": service,
+        "day": day,
+        "week": week,
+        "month": month,
+        "service": service[:200] if service else None,
         "provider": text(sc.GEN_AI_PROVIDER_NAME) or "unknown",
         "operation": text(sc.GEN_AI_OPERATION_NAME) or "unknown",
-        "request_model": request_model,
-        "response_model": response_model,
-        "model": response_model or request_model or "unknown",
+        "request_model": request_model[:200] if request_model else None,
+        "response_model": response_model[:200] if response_model else None,
+        "model": (response_model or request_model or "unknown")[:200],
         "server_address": text(sc.SERVER_ADDRESS),
         "user_id": text(sc.USER_ID),
         "tenant_id": text(sc.LLMTALLY_TENANT_ID),
@@ -94,7 +116,7 @@ def row_from_attributes(attrs: Mapping[str, Any], *, timestamp_ns: int | None,
         "ttfc_s": attrs.get(sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK),
         "streaming": bool(attrs.get(sc.GEN_AI_REQUEST_STREAM, False)),
         "error_type": text(sc.ERROR_TYPE),
-        "error_message": text(sc.LLMTALLY_ERROR_MESSAGE),
+        "error_message": text(sc.LLMTALLY_ERROR_MESSAGE, 4000),
         "trace_id": text(sc.LLMTALLY_TRACE_ID),
         "span_id": text(sc.LLMTALLY_SPAN_ID),
     }
