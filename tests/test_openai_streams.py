@@ -229,7 +229,7 @@ def _boom(*args: Any, **kwargs: Any) -> Any:
 
 INTERNALS = [
     "llmtally.instrumentation.openai._plan",
-    "llmtally.instrumentation.openai._handle",
+    "llmtally.instrumentation._stainless._handle",
     "llmtally.instrumentation.openai._finish_from_object",
     "llmtally.instrumentation.openai.from_openai_chat",
     "llmtally.instrumentation.openai._ChatAccumulator.on_item",

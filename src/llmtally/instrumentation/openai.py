@@ -14,24 +14,22 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from functools import partial
 from typing import Any
 
-import wrapt
-from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
-from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
 from opentelemetry.util.types import AttributeValue
 
 from llmtally import semconv as sc
 from llmtally._version import __version__
 from llmtally.estimate import estimate_prompt_tokens, heuristic_tokens
-from llmtally.instrumentation._guard import report_internal_error
+from llmtally.instrumentation import _stainless as stainless
+from llmtally.instrumentation._stainless import Plan
 from llmtally.instrumentation.call import Call, capture_content_enabled
 from llmtally.instrumentation.hosts import ACCEPTS_STREAM_USAGE, provider_for_host
-from llmtally.instrumentation.streams import TracedAsyncResponse, TracedAsyncStream, TracedResponse, TracedStream
+from llmtally.instrumentation.streams import Accumulator
 from llmtally.pricing import PriceBook
 from llmtally.usage import (
     Usage,
@@ -88,89 +86,33 @@ class OpenAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             inject = os.environ.get(ENV_INJECT_STREAM_USAGE, "").strip().lower() in ("1", "true", "yes", "on")
         _settings.inject_stream_usage = bool(inject)
         _settings.inject_hosts = ACCEPTS_STREAM_USAGE | frozenset(kwargs.get("inject_stream_usage_hosts") or ())
-        wrapt.wrap_function_wrapper("openai._base_client", "SyncAPIClient.request", _sync_request)
-        wrapt.wrap_function_wrapper("openai._base_client", "AsyncAPIClient.request", _async_request)
+        stainless.instrument("openai", _ADAPTER)
 
     def _uninstrument(self, **kwargs: Any) -> None:
         import openai._base_client as base
 
-        unwrap(base.SyncAPIClient, "request")
-        unwrap(base.AsyncAPIClient, "request")
+        stainless.uninstrument(base)
 
 
-# --- the wrappers ---------------------------------------------------------------------------------
+# --- the adapter for the shared Stainless hook ---------------------------------------------------
 
-class _Plan:
-    __slots__ = ("args", "call", "injected", "kind", "kwargs", "stream")
+class _OpenAIAdapter:
+    name = "openai"
 
-    def __init__(self, call: Call, kind: str, stream: bool, injected: bool, args: tuple[Any, ...],
-                 kwargs: dict[str, Any]) -> None:
-        self.call, self.kind, self.stream, self.injected = call, kind, stream, injected
-        self.args, self.kwargs = args, kwargs
-
-
-def _sync_request(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
-                  kwargs: dict[str, Any]) -> Any:
-    plan = _start(instance, args, kwargs)
-    if plan is None:
-        return wrapped(*args, **kwargs)
-    call = plan.call
-    token = _enter(call)
-    try:
-        result = wrapped(*plan.args, **plan.kwargs)
-    except BaseException as exc:
-        call.finish(None, exc, rejected=True)
-        raise
-    finally:
-        _exit(call, token)
-    return _result(plan, result)
-
-
-async def _async_request(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
-                         kwargs: dict[str, Any]) -> Any:
-    plan = _start(instance, args, kwargs)
-    if plan is None:
-        return await wrapped(*args, **kwargs)
-    call = plan.call
-    token = _enter(call)
-    try:
-        result = await wrapped(*plan.args, **plan.kwargs)
-    except BaseException as exc:
-        call.finish(None, exc, rejected=True)
-        raise
-    finally:
-        _exit(call, token)
-    return _result(plan, result)
-
-
-def _enter(call: Call) -> object | None:
-    # The span is current only while the SDK sends the request (HTTP spans nest under it); it is
-    # detached before a stream is handed back, so no token outlives this frame.
-    try:
-        call.enter()
-        return otel_context.attach(trace.set_span_in_context(call.span))
-    except Exception as exc:
-        report_internal_error("openai.enter", exc)
-        return None
-
-
-def _exit(call: Call, token: object | None) -> None:
-    try:
-        if token is not None:
-            otel_context.detach(token)  # type: ignore[arg-type]
-        call.exit()
-    except Exception as exc:
-        report_internal_error("openai.exit", exc)
-
-
-def _start(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Plan | None:
-    if not is_instrumentation_enabled():
-        return None
-    try:
+    def plan(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Plan | None:
         return _plan(instance, args, kwargs)
-    except Exception as exc:
-        report_internal_error("openai.start", exc)
-        return None
+
+    def finish_from_object(self, plan: Plan, obj: Any) -> None:
+        _finish_from_object(plan, obj)
+
+    def accumulator(self, plan: Plan) -> Accumulator:
+        return _accumulator(plan)
+
+    def sdk_types(self) -> tuple[Any, ...]:
+        return _types()
+
+
+_ADAPTER = _OpenAIAdapter()
 
 
 def _endpoint(url: Any) -> tuple[str, str, str | None] | None:
@@ -183,7 +125,7 @@ def _endpoint(url: Any) -> tuple[str, str, str | None] | None:
     return None
 
 
-def _plan(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Plan | None:
+def _plan(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Plan | None:
     options = args[1] if len(args) > 1 else kwargs.get("options")
     if options is None or str(getattr(options, "method", "")).lower() != "post":
         return None
@@ -215,7 +157,7 @@ def _plan(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Plan
     service_tier = body.get("service_tier")
     if isinstance(service_tier, str) and service_tier not in ("auto", "default"):
         call.service_tier = service_tier
-    return _Plan(call, kind, stream, injected, args, kwargs)
+    return Plan(call, kind, stream, injected, args, kwargs)
 
 
 def _include_usage(body: Mapping[str, Any]) -> bool:
@@ -311,15 +253,6 @@ def _estimate_input(kind: str, body: Mapping[str, Any], model: str | None) -> in
 
 # --- results --------------------------------------------------------------------------------------
 
-def _result(plan: _Plan, result: Any) -> Any:
-    try:
-        return _handle(plan, result)
-    except Exception as exc:
-        report_internal_error("openai.result", exc)
-        plan.call.finish(None)
-        return result
-
-
 _sdk_types: tuple[Any, ...] | None = None
 
 
@@ -327,60 +260,11 @@ def _types() -> tuple[Any, ...]:
     """The SDK's stream and response classes, imported once (the SDK is imported by then)."""
     global _sdk_types
     if _sdk_types is None:
-        from openai import AsyncStream, Stream
-        from openai._legacy_response import LegacyAPIResponse
-        from openai._response import APIResponse, AsyncAPIResponse
-
-        _sdk_types = (Stream, AsyncStream, LegacyAPIResponse, APIResponse, AsyncAPIResponse)
+        _sdk_types = stainless.sdk_types("openai")
     return _sdk_types
 
 
-def _handle(plan: _Plan, result: Any) -> Any:
-    Stream, AsyncStream, LegacyAPIResponse, APIResponse, AsyncAPIResponse = _types()
-    if isinstance(result, Stream):
-        return TracedStream(result, _accumulator(plan))
-    if isinstance(result, AsyncStream):
-        return TracedAsyncStream(result, _accumulator(plan))
-    if isinstance(result, LegacyAPIResponse):
-        if not plan.stream:
-            _finish_from_body(plan, result.http_response)  # with_raw_response: the body is already read
-        return TracedResponse(result, partial(_on_parsed, plan), partial(_on_close, plan, result))
-    if isinstance(result, APIResponse):
-        return TracedResponse(result, partial(_on_parsed, plan), partial(_on_close, plan, result))
-    if isinstance(result, AsyncAPIResponse):
-        return TracedAsyncResponse(result, partial(_on_parsed, plan), partial(_on_close, plan, result))
-    _finish_from_object(plan, result)
-    return result
-
-
-def _on_parsed(plan: _Plan, parsed: Any) -> Any:
-    Stream, AsyncStream = _types()[:2]
-    if isinstance(parsed, Stream):
-        return TracedStream(parsed, _accumulator(plan))
-    if isinstance(parsed, AsyncStream):
-        return TracedAsyncStream(parsed, _accumulator(plan))
-    _finish_from_object(plan, parsed)
-    return parsed
-
-
-def _on_close(plan: _Plan, response: Any) -> None:
-    """The caller closed a raw response without parse(): use the body if it was read."""
-    if plan.stream:
-        plan.call.finish(None)
-        return
-    _finish_from_body(plan, response.http_response)
-
-
-def _finish_from_body(plan: _Plan, http_response: Any) -> None:
-    try:
-        body = json.loads(http_response.content)
-    except Exception:  # not read (streamed and never consumed) or not JSON: estimate
-        plan.call.finish(None)
-        return
-    _finish_from_object(plan, body)
-
-
-def _finish_from_object(plan: _Plan, obj: Any) -> None:
+def _finish_from_object(plan: Plan, obj: Any) -> None:
     call = plan.call
     if call.done:  # e.g. parse() after the raw body was already accounted for
         return
@@ -443,7 +327,7 @@ def _count_output(kind: str, obj: Any, call: Call) -> None:
 
 # --- stream accumulators --------------------------------------------------------------------------
 
-def _accumulator(plan: _Plan) -> _ChatAccumulator | _ResponsesAccumulator:
+def _accumulator(plan: Plan) -> _ChatAccumulator | _ResponsesAccumulator:
     if plan.kind == RESPONSES:
         return _ResponsesAccumulator(plan.call)
     return _ChatAccumulator(plan.call, plan.injected, plan.kind == COMPLETIONS)
