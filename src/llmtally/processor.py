@@ -380,7 +380,9 @@ def usage_from_span_attributes(attrs: Mapping[str, Any]) -> Usage:
         output_tokens=first(sc.GEN_AI_USAGE_OUTPUT_TOKENS, "gen_ai.usage.completion_tokens"),
         cache_read_tokens=first(sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, "gen_ai.usage.cache_read_input_tokens"),
         cache_write_tokens=first(sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
-                                 "gen_ai.usage.cache_creation_input_tokens"),
+                                 "gen_ai.usage.cache_creation_input_tokens",
+                                 "gen_ai.usage.cache_write.input_tokens"),  # anthropic's own spans
+        cache_write_1h_tokens=first("anthropic.usage.cache_creation.ephemeral_1h_input_tokens"),
         reasoning_tokens=first(sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, "gen_ai.usage.reasoning_tokens"),
     )
 

@@ -1,0 +1,219 @@
+"""Anthropic instrumentor: one span with tokens and cost per ``messages`` call of the ``anthropic`` SDK.
+
+Same hook as OpenAI (:mod:`._stainless`: the base client's ``request()``), so ``messages.create`` (JSON
+and ``stream=True``), the ``messages.stream`` helper (``text_stream``, ``get_final_message``), raw and
+streaming responses, sync and async are all covered. ``count_tokens`` is not a billed call and is not
+traced. The Bedrock and Vertex Anthropic clients report ``aws.bedrock`` and ``gcp.vertex_ai``.
+
+The SDK's own tracing (anthropic >= 2, scope ``com.anthropic.sdk.python``, on by default, switched off
+with ``ANTHROPIC_OPEN_TELEMETRY=false``): its call span starts inside ``request()``, so it nests under
+llmtally's span. Both stay in the trace, and the usage processor counts the call once (a peer span that
+is a child of an llmtally span is the same call).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Collection, Mapping
+from functools import partial
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+from opentelemetry.util.types import AttributeValue
+
+from llmtally import semconv as sc
+from llmtally._version import __version__
+from llmtally.estimate import estimate_prompt_tokens, message_texts
+from llmtally.instrumentation import _stainless as stainless
+from llmtally.instrumentation._stainless import Plan
+from llmtally.instrumentation.call import Call, capture_content_enabled
+from llmtally.instrumentation.hosts import provider_for_host
+from llmtally.instrumentation.streams import Accumulator
+from llmtally.pricing import PriceBook
+from llmtally.usage import Usage, _fields, from_anthropic, merge_anthropic_stream_usage
+
+MESSAGES = "messages"
+
+
+class _Settings:
+    tracer: trace.Tracer
+    price_book: PriceBook | None = None
+
+
+_settings = _Settings()
+
+
+class AnthropicInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """Instruments the ``anthropic`` SDK. Options of ``instrument()``: ``tracer_provider``, ``price_book``."""
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return ("anthropic >= 0.40",)
+
+    def _instrument(self, **kwargs: Any) -> None:
+        _settings.tracer = trace.get_tracer(__name__, __version__, kwargs.get("tracer_provider"),
+                                            schema_url=f"https://opentelemetry.io/schemas/{sc.SEMCONV_VERSION}")
+        _settings.price_book = kwargs.get("price_book")
+        stainless.instrument("anthropic", _ADAPTER)
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        import anthropic._base_client as base
+
+        stainless.uninstrument(base)
+
+
+class _AnthropicAdapter:
+    name = "anthropic"
+    _types: tuple[Any, ...] | None = None
+
+    def plan(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Plan | None:
+        return _plan(instance, args, kwargs)
+
+    def finish_from_object(self, plan: Plan, obj: Any) -> None:
+        _finish_from_object(plan, obj)
+
+    def accumulator(self, plan: Plan) -> Accumulator:
+        return _MessageAccumulator(plan.call)
+
+    def sdk_types(self) -> tuple[Any, ...]:
+        if self._types is None:
+            _AnthropicAdapter._types = stainless.sdk_types("anthropic")
+        return self._types  # type: ignore[return-value]
+
+
+_ADAPTER = _AnthropicAdapter()
+
+_PROVIDERS = {"AnthropicBedrock": sc.Provider.AWS_BEDROCK, "AsyncAnthropicBedrock": sc.Provider.AWS_BEDROCK,
+              "AnthropicVertex": sc.Provider.GCP_VERTEX_AI, "AsyncAnthropicVertex": sc.Provider.GCP_VERTEX_AI}
+
+
+def _plan(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Plan | None:
+    options = args[1] if len(args) > 1 else kwargs.get("options")
+    if options is None or str(getattr(options, "method", "")).lower() != "post":
+        return None
+    path = str(getattr(options, "url", "")).split("?", 1)[0].rstrip("/")
+    if not path.endswith("/messages"):  # count_tokens and the rest: not billed inference, not traced
+        return None
+    body = options.json_data if isinstance(options.json_data, Mapping) else {}
+    model = body.get("model")
+    model = model if isinstance(model, str) else None
+    stream = body.get("stream") is True
+    url = getattr(instance, "base_url", None)
+    host = getattr(url, "host", None) or None
+    port = getattr(url, "port", None) or (443 if getattr(url, "scheme", "https") == "https" else 80)
+    provider = _PROVIDERS.get(type(instance).__name__) or provider_for_host(host, default=sc.Provider.ANTHROPIC)
+    capture = capture_content_enabled()
+    call = Call(_settings.tracer, provider=provider, operation=sc.Operation.CHAT, request_model=model,
+                server_address=host, server_port=int(port) if host else None, streaming=stream,
+                attributes=_request_attributes(body, capture), price_book=_settings.price_book,
+                estimate_input=partial(_estimate_input, body, model), capture=capture)
+    return Plan(call, MESSAGES, stream, False, args, kwargs)
+
+
+def _request_attributes(body: Mapping[str, Any], capture: bool) -> dict[str, AttributeValue]:
+    attrs: dict[str, AttributeValue] = {}
+    max_tokens = body.get("max_tokens")
+    if isinstance(max_tokens, int):
+        attrs[sc.GEN_AI_REQUEST_MAX_TOKENS] = max_tokens
+    for key, attr in (("temperature", sc.GEN_AI_REQUEST_TEMPERATURE), ("top_p", sc.GEN_AI_REQUEST_TOP_P)):
+        value = body.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            attrs[attr] = float(value)
+    top_k = body.get("top_k")
+    if isinstance(top_k, int):
+        attrs[sc.GEN_AI_REQUEST_TOP_K] = float(top_k)
+    stop = body.get("stop_sequences")
+    if isinstance(stop, list) and all(isinstance(s, str) for s in stop):
+        attrs[sc.GEN_AI_REQUEST_STOP_SEQUENCES] = list(stop)
+    if capture:
+        import json
+
+        attrs[sc.GEN_AI_INPUT_MESSAGES] = json.dumps(body.get("messages"), default=str)[:100_000]
+    return attrs
+
+
+def _estimate_input(body: Mapping[str, Any], model: str | None) -> int:
+    system = body.get("system")
+    if isinstance(system, list):  # system as content blocks
+        system = "".join(message_texts([{"content": system}]))
+    return estimate_prompt_tokens(messages=body.get("messages"), prompt=system if isinstance(system, str) else None,
+                                  model=model)
+
+
+def _finish_from_object(plan: Plan, obj: Any) -> None:
+    call = plan.call
+    if call.done:
+        return
+    fields = _fields(obj)
+    model = fields.get("model")
+    if isinstance(model, str):
+        call.response_model = model
+    rid = fields.get("id")
+    if isinstance(rid, str):
+        call.response_id = rid
+    reason = fields.get("stop_reason")
+    if isinstance(reason, str):
+        call.finish_reasons = [reason]
+    usage: Usage | None = None
+    if fields.get("usage") is not None:
+        usage = from_anthropic(obj)
+    else:
+        for block in fields.get("content") or ():
+            text = _fields(block).get("text")
+            if isinstance(text, str):
+                call.add_output_text(text)
+    call.finish(usage)
+
+
+class _MessageAccumulator:
+    """Raw message stream events: usage from message_start merged with the last (cumulative)
+    message_delta; text, thinking and tool-input deltas counted for the estimate."""
+
+    __slots__ = ("_delta_usage", "_start_usage", "call")
+
+    def __init__(self, call: Call) -> None:
+        self.call = call
+        self._start_usage: Any = None
+        self._delta_usage: Any = None
+
+    def on_item(self, event: Any) -> bool:
+        call = self.call
+        if call.ttfc is None:
+            call.first_chunk()
+        kind = event.type
+        if kind == "content_block_delta":
+            delta = event.delta
+            text = getattr(delta, "text", None) or getattr(delta, "thinking", None) \
+                or getattr(delta, "partial_json", None)
+            if text:
+                if call.output_parts is None and text.isascii():
+                    call.out_ascii += len(text)
+                else:
+                    call.add_output_text(text)
+        elif kind == "message_delta":
+            if event.usage is not None:
+                self._delta_usage = event.usage
+            reason = getattr(event.delta, "stop_reason", None)
+            if reason:
+                call.finish_reasons = [reason]
+        elif kind == "message_start":
+            message = event.message
+            call.response_model = getattr(message, "model", None)
+            call.response_id = getattr(message, "id", None)
+            self._start_usage = getattr(message, "usage", None)
+        return True
+
+    def usage(self) -> Usage | None:
+        if self._start_usage is None and self._delta_usage is None:
+            return None
+        if self._delta_usage is None:
+            return None  # cut before message_delta: message_start's output count is not final; estimate
+        return from_anthropic({"usage": merge_anthropic_stream_usage(self._start_usage, self._delta_usage)})
+
+
+_ENV_SDK_TRACING = "ANTHROPIC_OPEN_TELEMETRY"
+
+
+def sdk_tracing_enabled() -> bool:
+    """Whether anthropic's own tracing is on for clients built from the environment (its default)."""
+    return os.environ.get(_ENV_SDK_TRACING, "").lower() != "false"
