@@ -187,12 +187,21 @@ def _finish_from_body(adapter: Adapter, plan: Plan, http_response: Any) -> None:
     adapter.finish_from_object(plan, body)
 
 
+class _Absent:
+    """Stands in for a class an SDK does not have: nothing is an instance of it."""
+
+
 def sdk_types(module: str) -> tuple[Any, ...]:
-    """The standard Stainless stream and response classes of an SDK package."""
+    """The standard Stainless stream and response classes of an SDK package (some SDKs, like anthropic,
+    have no legacy raw response)."""
     import importlib
 
-    root = importlib.import_module(module)
-    legacy = importlib.import_module(f"{module}._legacy_response")
-    response = importlib.import_module(f"{module}._response")
-    return (root.Stream, root.AsyncStream, legacy.LegacyAPIResponse, response.APIResponse,
-            response.AsyncAPIResponse)
+    def load(name: str, attr: str) -> Any:
+        try:
+            return getattr(importlib.import_module(name), attr)
+        except (ImportError, AttributeError):
+            return _Absent
+
+    return (load(module, "Stream"), load(module, "AsyncStream"),
+            load(f"{module}._legacy_response", "LegacyAPIResponse"),
+            load(f"{module}._response", "APIResponse"), load(f"{module}._response", "AsyncAPIResponse"))

@@ -96,9 +96,9 @@ class FakeProvider:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, routes: Iterable[Route] | None = None) -> None:
         if routes is None:
-            from llmtally.testing import openai_wire
+            from llmtally.testing import anthropic_wire, openai_wire
 
-            routes = openai_wire.ROUTES
+            routes = [*openai_wire.ROUTES, *anthropic_wire.ROUTES]
         self.routes = list(routes)
         self.recordings: dict[str, Recording] = {}
         self.requests: list[FakeRequest] = []
@@ -148,6 +148,11 @@ class FakeProvider:
     def openai_url(self) -> str:
         """Base URL for ``openai.OpenAI(base_url=...)``."""
         return f"{self.url}/v1"
+
+    @property
+    def anthropic_url(self) -> str:
+        """Base URL for ``anthropic.Anthropic(base_url=...)`` (the SDK appends ``/v1/messages``)."""
+        return self.url
 
     @property
     def azure_endpoint(self) -> str:
