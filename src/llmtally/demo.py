@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmtally import semconv as sc
-
 TENANTS = ("acme", "globex", "initech")
 USERS = {"acme": ("ana", "ben"), "globex": ("chen", "dora"), "initech": ("eve",)}
 FEATURES = ("search", "summarise", "support-chat")
@@ -24,6 +22,7 @@ class Step:
     """One call of the workload: what it does and under which attribution."""
 
     kind: str  # chat | chat-stream | chat-stream-no-usage | responses | embeddings | error | unknown-model
+    #            | anthropic | anthropic-stream (when the anthropic SDK is installed)
     model: str
     tenant: str
     user: str
@@ -31,9 +30,9 @@ class Step:
     usage: dict[str, int]
 
 
-def workload(calls: int, seed: int = 7) -> list[Step]:
+def workload(calls: int, seed: int = 7, anthropic: bool = False) -> list[Step]:
     """A deterministic mix: several tenants, users, features and models; streams, cache hits,
-    reasoning, an error and an unknown model."""
+    reasoning, an error and an unknown model; Claude calls with cache writes when ``anthropic``."""
     rng = random.Random(seed)
     steps = []
     for i in range(calls):
@@ -65,16 +64,27 @@ def workload(calls: int, seed: int = 7) -> list[Step]:
             kind, model = "unknown-model", "house-llm-7b"
         else:
             kind, model = "chat", "gpt-4o-mini"
+        if anthropic and roll in (3, 7, 19):
+            kind, model = ("anthropic-stream" if roll == 7 else "anthropic"), "claude-haiku-4-5"
+            usage = {"input": prompt, "output": output, "cache_read": prompt // 2, "cache_write": prompt // 4,
+                     "cache_write_1h": prompt // 8}
         steps.append(Step(kind, model, tenant, user, feature, usage))
     return steps
 
 
-def run_step(client: Any, step: Step) -> None:
+def run_step(client: Any, step: Step, claude: Any = None) -> None:
     import openai
 
     headers = {"X-Fake-Usage": json.dumps(step.usage)}
     messages = [{"role": "user", "content": f"{step.feature} request from {step.user}"}]
-    if step.kind == "chat" or step.kind == "unknown-model":
+    if step.kind == "anthropic":
+        claude.messages.create(model=step.model, max_tokens=1024, messages=messages, extra_headers=headers)
+    elif step.kind == "anthropic-stream":
+        with claude.messages.stream(model=step.model, max_tokens=1024, messages=messages,
+                                    extra_headers=headers) as stream:
+            for _ in stream.text_stream:
+                pass
+    elif step.kind == "chat" or step.kind == "unknown-model":
         client.chat.completions.create(model=step.model, messages=messages, extra_headers=headers)
     elif step.kind == "chat-stream":
         for _ in client.chat.completions.create(model=step.model, messages=messages, stream=True,
@@ -111,7 +121,11 @@ def run_demo(calls: int, ledger_url: str, progress: bool = True,
     except ImportError:
         raise SystemExit("llmtally demo needs the openai SDK: pip install 'llmtally[openai]'") from None
 
-    steps = workload(calls)
+    try:
+        import anthropic
+    except ImportError:
+        anthropic = None  # type: ignore[assignment]
+    steps = workload(calls, anthropic=anthropic is not None)
     ledger = Ledger(ledger_url)
     ledger.ensure_schema()
     before = ledger.count()
@@ -119,6 +133,8 @@ def run_demo(calls: int, ledger_url: str, progress: bool = True,
     try:
         with FakeProvider() as fake:
             client = openai.OpenAI(base_url=fake.openai_url, api_key="demo-key", max_retries=0)
+            claude = (anthropic.Anthropic(base_url=fake.anthropic_url, api_key="demo-key", max_retries=0)
+                      if anthropic is not None else None)
             if progress:
                 from rich.progress import track
 
@@ -127,7 +143,7 @@ def run_demo(calls: int, ledger_url: str, progress: bool = True,
                 iterator = steps
             for step in iterator:
                 with llmtally.attributes(tenant_id=step.tenant, user_id=step.user, feature=step.feature):
-                    run_step(client, step)
+                    run_step(client, step, claude)
     finally:
         config.shutdown()  # flushes usage records into the ledger
     added = ledger.count() - before
@@ -139,5 +155,4 @@ def run_demo(calls: int, ledger_url: str, progress: bool = True,
     out(f"Explore them:  llmtally report --ledger {ledger_url} --by day,tenant --format table")
     totals = by_model.total.as_dict()
     totals["added"] = added
-    totals["operation"] = sc.Operation.CHAT
     return totals
