@@ -13,8 +13,6 @@ from functools import partial
 from typing import Any, Protocol
 
 import wrapt
-from opentelemetry import context as otel_context
-from opentelemetry import trace
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
 
 from llmtally.instrumentation._guard import report_internal_error
@@ -74,14 +72,14 @@ def _sync(adapter: Adapter, wrapped: Callable[..., Any], instance: Any, args: tu
     if plan is None:
         return wrapped(*args, **kwargs)
     call = plan.call
-    token = _enter(adapter, call)
+    token = call.activate()
     try:
         result = wrapped(*plan.args, **plan.kwargs)
     except BaseException as exc:
         call.finish(None, exc, rejected=True)
         raise
     finally:
-        _exit(adapter, call, token)
+        call.deactivate(token)
     return _result(adapter, plan, result)
 
 
@@ -91,14 +89,14 @@ async def _async(adapter: Adapter, wrapped: Callable[..., Any], instance: Any, a
     if plan is None:
         return await wrapped(*args, **kwargs)
     call = plan.call
-    token = _enter(adapter, call)
+    token = call.activate()
     try:
         result = await wrapped(*plan.args, **plan.kwargs)
     except BaseException as exc:
         call.finish(None, exc, rejected=True)
         raise
     finally:
-        _exit(adapter, call, token)
+        call.deactivate(token)
     return _result(adapter, plan, result)
 
 
@@ -110,26 +108,6 @@ def _start(adapter: Adapter, instance: Any, args: tuple[Any, ...], kwargs: dict[
     except Exception as exc:
         report_internal_error(f"{adapter.name}.start", exc)
         return None
-
-
-def _enter(adapter: Adapter, call: Call) -> object | None:
-    # The span is current only while the SDK sends the request (HTTP spans and the SDK's own spans nest
-    # under it); it is detached before a stream is handed back, so no token outlives this frame.
-    try:
-        call.enter()
-        return otel_context.attach(trace.set_span_in_context(call.span))
-    except Exception as exc:
-        report_internal_error(f"{adapter.name}.enter", exc)
-        return None
-
-
-def _exit(adapter: Adapter, call: Call, token: object | None) -> None:
-    try:
-        if token is not None:
-            otel_context.detach(token)  # type: ignore[arg-type]
-        call.exit()
-    except Exception as exc:
-        report_internal_error(f"{adapter.name}.exit", exc)
 
 
 def _result(adapter: Adapter, plan: Plan, result: Any) -> Any:

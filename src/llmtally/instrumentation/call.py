@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
@@ -212,6 +213,24 @@ class Call:
                 _ACTIVE.reset(token)
             except ValueError:  # reset from another context: restore by value instead
                 _ACTIVE.set(None)
+
+    def activate(self) -> object | None:
+        """Make the span current while the SDK sends the request (HTTP and SDK spans nest under it).
+        Pair with :meth:`deactivate` in the same frame, before any stream is handed back."""
+        try:
+            self.enter()
+            return otel_context.attach(trace.set_span_in_context(self.span))
+        except Exception as exc:
+            report_internal_error("call.activate", exc)
+            return None
+
+    def deactivate(self, token: object | None) -> None:
+        try:
+            if token is not None:
+                otel_context.detach(token)  # type: ignore[arg-type]
+            self.exit()
+        except Exception as exc:
+            report_internal_error("call.deactivate", exc)
 
     @property
     def done(self) -> bool:

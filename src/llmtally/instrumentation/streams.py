@@ -38,7 +38,10 @@ def _finish(acc: Accumulator, error: BaseException | None) -> None:
     except Exception as exc:
         report_internal_error("stream.usage", exc)
         usage = None
-    acc.call.finish(usage, error)
+    # An error before the first item: lazy SDK streams (google-genai) send the request on first
+    # iteration, so this is a rejected request, nothing was produced: an exact zero, not an estimate.
+    rejected = error is not None and acc.call.ttfc is None and usage is None
+    acc.call.finish(usage, error, rejected=rejected)
 
 
 class TracedStream(wrapt.ObjectProxy[Any]):

@@ -96,9 +96,9 @@ class FakeProvider:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, routes: Iterable[Route] | None = None) -> None:
         if routes is None:
-            from llmtally.testing import anthropic_wire, openai_wire
+            from llmtally.testing import anthropic_wire, gemini_wire, openai_wire
 
-            routes = [*openai_wire.ROUTES, *anthropic_wire.ROUTES]
+            routes = [*openai_wire.ROUTES, *anthropic_wire.ROUTES, *gemini_wire.ROUTES]
         self.routes = list(routes)
         self.recordings: dict[str, Recording] = {}
         self.requests: list[FakeRequest] = []
@@ -152,6 +152,11 @@ class FakeProvider:
     @property
     def anthropic_url(self) -> str:
         """Base URL for ``anthropic.Anthropic(base_url=...)`` (the SDK appends ``/v1/messages``)."""
+        return self.url
+
+    @property
+    def gemini_url(self) -> str:
+        """Base URL for ``genai.Client(http_options=HttpOptions(base_url=...))`` (Gemini API and Vertex)."""
         return self.url
 
     @property
