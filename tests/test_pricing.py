@@ -116,7 +116,7 @@ def test_unknown_model_is_unpriced_never_zero(book: PriceBook) -> None:
     cost = cost_of(book, usage, "openai", "gpt-4o-ultra-9000")
     assert cost.status == semconv.CostStatus.UNPRICED
     assert cost.amount is None and not cost.priced
-    assert cost_of(book, usage, "ollama", "llama3").status == "unpriced"
+    assert cost_of(book, usage, "groq", "house-model-7b").status == "unpriced"
     assert cost_of(book, usage, "openai", "").status == "unpriced"
 
 
@@ -255,3 +255,17 @@ print(cost.status)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "priced"
+
+
+def test_local_models_are_free_unless_a_price_file_prices_them(tmp_path: Path) -> None:
+    usage = Usage.build(input_tokens=1_000, output_tokens=100)
+    cost = PriceBook().cost(usage, provider="ollama", request_model="llama3", at=AT)
+    assert (cost.status, cost.amount, cost.source) == ("free", D(0), "local")
+    assert sum(cost.breakdown.values()) == 0
+    # a price file wins: $0.10 / $0.20 per 1M for this local model
+    path = tmp_path / "p.toml"
+    path.write_text('[[models]]\nprovider = "ollama"\nname = "llama3"\ninput = 0.10\noutput = 0.20\n')
+    priced = PriceBook(load_overrides(path)).cost(usage, provider="ollama", request_model="llama3", at=AT)
+    assert (priced.status, priced.amount) == ("priced", (D(1_000) * D("0.10") + D(100) * D("0.20")) / M)
+    # other providers' unknown models stay unpriced
+    assert PriceBook().cost(usage, provider="openai", request_model="llama3", at=AT).status == "unpriced"

@@ -119,6 +119,7 @@ LLMTALLY_PRICE_MODEL: Final = "llmtally.price.model"  # the catalog entry the ca
 class CostStatus:
     PRICED: Final = "priced"
     UNPRICED: Final = "unpriced"
+    FREE: Final = "free"  # a local model (Ollama) with no price file: explicitly $0, not unknown
 
 
 # --- Attribution (set through llmtally.attributes(), carried in baggage) ----------------------------

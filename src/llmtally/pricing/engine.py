@@ -29,6 +29,9 @@ from llmtally.pricing.overrides import Overrides, load_overrides
 from llmtally.usage import Usage
 
 ENV_PRICE_FILES = "LLMTALLY_PRICE_FILES"
+# Providers that run models on the user's own hardware: without a price file their calls are "free"
+# (an explicit status with amount 0), never "unpriced" and never a silent $0.
+LOCAL_PROVIDERS = frozenset({semconv.Provider.OLLAMA})
 _ZERO = Decimal(0)
 _ONE = Decimal(1)
 _MISSING = object()
@@ -276,8 +279,12 @@ class PriceBook:
                     self._resolved.clear()
                 self._resolved[key] = resolved
         if resolved is None:
-            return UNPRICED
+            return _FREE if provider in LOCAL_PROVIDERS else UNPRICED
         return resolved.price(usage)
+
+
+_FREE = Cost(status=semconv.CostStatus.FREE, amount=_ZERO, source=semconv.CostSource.LOCAL,
+             breakdown={leaf: _ZERO for leaf in semconv.TOKEN_LEAVES}, catalog="local model (no price file)")
 
 
 def _active(period: PricePeriod, at: datetime) -> bool:

@@ -94,7 +94,8 @@ class Cost:
     over a microsecond on the per-call path)."""
 
     status: str
-    """:class:`semconv.CostStatus`: 'priced', or 'unpriced' (no amount: never a silent $0)."""
+    """:class:`semconv.CostStatus`: 'priced'; 'unpriced' (no amount: never a silent $0); or 'free' (a
+    local model with no price file: amount 0, said explicitly)."""
     amount: Decimal | None = None
     source: str | None = None
     """:class:`semconv.CostSource`: 'provider' when the response carried its price, else 'local'."""
@@ -109,7 +110,7 @@ class Cost:
 
     @property
     def priced(self) -> bool:
-        return self.status == semconv.CostStatus.PRICED
+        return self.status != semconv.CostStatus.UNPRICED
 
 
 _EMPTY: Mapping[str, Decimal] = MappingProxyType({})
