@@ -131,7 +131,8 @@ def test_demo_runs_and_reports(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert time.monotonic() - start < 120
     assert "Spend by model" in proc.stdout and "Spend by tenant and feature" in proc.stdout
-    for expected in ("gpt-4o-mini", "o3", "text-embedding-3-small", "claude-haiku-4-5", "acme", "globex", "initech",
+    for expected in ("gpt-4o-mini", "o3", "text-embedding-3-small", "claude-haiku-4-5", "gemini-2.5-flash", "acme",
+                     "globex", "initech",
                      "unpriced"):
         assert expected in proc.stdout, expected
     assert "60 usage records written" in proc.stdout

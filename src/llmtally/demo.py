@@ -30,7 +30,7 @@ class Step:
     usage: dict[str, int]
 
 
-def workload(calls: int, seed: int = 7, anthropic: bool = False) -> list[Step]:
+def workload(calls: int, seed: int = 7, anthropic: bool = False, gemini: bool = False) -> list[Step]:
     """A deterministic mix: several tenants, users, features and models; streams, cache hits,
     reasoning, an error and an unknown model; Claude calls with cache writes when ``anthropic``."""
     rng = random.Random(seed)
@@ -64,6 +64,9 @@ def workload(calls: int, seed: int = 7, anthropic: bool = False) -> list[Step]:
             kind, model = "unknown-model", "house-llm-7b"
         else:
             kind, model = "chat", "gpt-4o-mini"
+        if gemini and roll in (2, 16):
+            kind, model = ("gemini-stream" if roll == 16 else "gemini"), "gemini-2.5-flash"
+            usage = {"input": prompt, "output": output, "reasoning": output // 3}
         if anthropic and roll in (3, 7, 19):
             kind, model = ("anthropic-stream" if roll == 7 else "anthropic"), "claude-haiku-4-5"
             usage = {"input": prompt, "output": output, "cache_read": prompt // 2, "cache_write": prompt // 4,
@@ -72,12 +75,22 @@ def workload(calls: int, seed: int = 7, anthropic: bool = False) -> list[Step]:
     return steps
 
 
-def run_step(client: Any, step: Step, claude: Any = None) -> None:
+def run_step(client: Any, step: Step, claude: Any = None, gemini: Any = None) -> None:
     import openai
 
     headers = {"X-Fake-Usage": json.dumps(step.usage)}
     messages = [{"role": "user", "content": f"{step.feature} request from {step.user}"}]
-    if step.kind == "anthropic":
+    if step.kind in ("gemini", "gemini-stream"):
+        from google.genai import types as gtypes
+
+        config = gtypes.GenerateContentConfig(http_options=gtypes.HttpOptions(headers=headers))
+        if step.kind == "gemini":
+            gemini.models.generate_content(model=step.model, contents=messages[0]["content"], config=config)
+        else:
+            for _ in gemini.models.generate_content_stream(model=step.model, contents=messages[0]["content"],
+                                                           config=config):
+                pass
+    elif step.kind == "anthropic":
         claude.messages.create(model=step.model, max_tokens=1024, messages=messages, extra_headers=headers)
     elif step.kind == "anthropic-stream":
         with claude.messages.stream(model=step.model, max_tokens=1024, messages=messages,
@@ -125,7 +138,11 @@ def run_demo(calls: int, ledger_url: str, progress: bool = True,
         import anthropic
     except ImportError:
         anthropic = None  # type: ignore[assignment]
-    steps = workload(calls, anthropic=anthropic is not None)
+    try:
+        from google import genai
+    except ImportError:
+        genai = None  # type: ignore[assignment]
+    steps = workload(calls, anthropic=anthropic is not None, gemini=genai is not None)
     ledger = Ledger(ledger_url)
     ledger.ensure_schema()
     before = ledger.count()
@@ -135,6 +152,11 @@ def run_demo(calls: int, ledger_url: str, progress: bool = True,
             client = openai.OpenAI(base_url=fake.openai_url, api_key="demo-key", max_retries=0)
             claude = (anthropic.Anthropic(base_url=fake.anthropic_url, api_key="demo-key", max_retries=0)
                       if anthropic is not None else None)
+            gemini = None
+            if genai is not None:
+                from google.genai import types as gtypes
+
+                gemini = genai.Client(api_key="demo-key", http_options=gtypes.HttpOptions(base_url=fake.gemini_url))
             if progress:
                 from rich.progress import track
 
@@ -143,7 +165,7 @@ def run_demo(calls: int, ledger_url: str, progress: bool = True,
                 iterator = steps
             for step in iterator:
                 with llmtally.attributes(tenant_id=step.tenant, user_id=step.user, feature=step.feature):
-                    run_step(client, step, claude)
+                    run_step(client, step, claude, gemini)
     finally:
         config.shutdown()  # flushes usage records into the ledger
     added = ledger.count() - before
