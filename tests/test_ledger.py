@@ -69,7 +69,7 @@ PRICES: dict[str, dict[str, Decimal]] = {
     # Anthropic Claude Sonnet 4.5 (<= 200k input): $3 input, $0.30 cache read, $3.75 cache write (5 min), $15 output.
     "claude-sonnet-4-5": {"input": D("3"), "cache_read": D("0.30"), "cache_write": D("3.75"), "output": D("15")},
 }
-HOSTS = {"openai": "api.openai.com", "anthropic": "api.anthropic.com", "ollama": "localhost"}
+HOSTS = {"openai": "api.openai.com", "anthropic": "api.anthropic.com", "vllm": "vllm.internal"}
 
 
 def at(*args: int, millis: int = 0) -> datetime:
@@ -165,7 +165,8 @@ SPECS: list[Spec] = [
           U(82_000, cr=50_000, cw=30_000, out=1_500)),
     _spec(4, at(2025, 9, 1, 12), "openai", O3, O3_R, "acme", "u-1", "agent",
           U(1_000, out=5_000, reasoning=4_200)),  # 0.042 = 1,000 x 2 + 5,000 x 8
-    _spec(5, at(2025, 9, 1, 13), "ollama", LLAMA, LLAMA, "initech", "u-9", "chat", U(500, out=100)),  # unpriced
+    # a self-hosted model behind a provider llmtally has no prices for: unpriced (Ollama would be "free")
+    _spec(5, at(2025, 9, 1, 13), "vllm", LLAMA, LLAMA, "initech", "u-9", "chat", U(500, out=100)),  # unpriced
     _spec(6, at(2025, 9, 2, 9, 15), "openai", MINI, MINI_R, "globex", "u-7", "chat",
           U(2_000, out=1_000, estimated=True)),  # 0.0009, estimated (a stream without usage)
     _spec(7, at(2025, 9, 2, 10), "openai", MINI, None, "acme", "u-1", "chat", Usage(),
@@ -181,7 +182,7 @@ SPECS: list[Spec] = [
     _spec(11, at(2025, 10, 1, 6), "openai", MINI, MINI_R, None, None, None, U(100, out=50)),  # 0.000045, unattributed
     _spec(12, at(2025, 10, 2, 14, 5), "anthropic", SONNET, SONNET_R, "acme", "u-1", "chat",
           U(3_000, out=400, estimated=True)),  # 0.015
-    _spec(13, at(2025, 10, 2, 15), "ollama", LLAMA, LLAMA, "initech", "u-9", "chat",
+    _spec(13, at(2025, 10, 2, 15), "vllm", LLAMA, LLAMA, "initech", "u-9", "chat",
           U(800, out=300, estimated=True)),  # unpriced and estimated
 ]
 BY_N = {s.n: s for s in SPECS}

@@ -30,7 +30,8 @@ class Step:
     usage: dict[str, int]
 
 
-def workload(calls: int, seed: int = 7, anthropic: bool = False, gemini: bool = False) -> list[Step]:
+def workload(calls: int, seed: int = 7, anthropic: bool = False, gemini: bool = False,
+             local: bool = False) -> list[Step]:
     """A deterministic mix: several tenants, users, features and models; streams, cache hits,
     reasoning, an error and an unknown model; Claude calls with cache writes when ``anthropic``."""
     rng = random.Random(seed)
@@ -64,6 +65,8 @@ def workload(calls: int, seed: int = 7, anthropic: bool = False, gemini: bool = 
             kind, model = "unknown-model", "house-llm-7b"
         else:
             kind, model = "chat", "gpt-4o-mini"
+        if local and roll == 13:
+            kind, model, usage = "ollama", "llama3.2", {"input": prompt, "output": output}
         if gemini and roll in (2, 16):
             kind, model = ("gemini-stream" if roll == 16 else "gemini"), "gemini-2.5-flash"
             usage = {"input": prompt, "output": output, "reasoning": output // 3}
@@ -75,12 +78,14 @@ def workload(calls: int, seed: int = 7, anthropic: bool = False, gemini: bool = 
     return steps
 
 
-def run_step(client: Any, step: Step, claude: Any = None, gemini: Any = None) -> None:
+def run_step(client: Any, step: Step, claude: Any = None, gemini: Any = None, local: Any = None) -> None:
     import openai
 
     headers = {"X-Fake-Usage": json.dumps(step.usage)}
     messages = [{"role": "user", "content": f"{step.feature} request from {step.user}"}]
-    if step.kind in ("gemini", "gemini-stream"):
+    if step.kind == "ollama":
+        local.chat(model=step.model, messages=messages)
+    elif step.kind in ("gemini", "gemini-stream"):
         from google.genai import types as gtypes
 
         config = gtypes.GenerateContentConfig(http_options=gtypes.HttpOptions(headers=headers))
@@ -142,7 +147,11 @@ def run_demo(calls: int, ledger_url: str, progress: bool = True,
         from google import genai
     except ImportError:
         genai = None  # type: ignore[assignment]
-    steps = workload(calls, anthropic=anthropic is not None, gemini=genai is not None)
+    try:
+        import ollama
+    except ImportError:
+        ollama = None  # type: ignore[assignment]
+    steps = workload(calls, anthropic=anthropic is not None, gemini=genai is not None, local=ollama is not None)
     ledger = Ledger(ledger_url)
     ledger.ensure_schema()
     before = ledger.count()
@@ -152,6 +161,10 @@ def run_demo(calls: int, ledger_url: str, progress: bool = True,
             client = openai.OpenAI(base_url=fake.openai_url, api_key="demo-key", max_retries=0)
             claude = (anthropic.Anthropic(base_url=fake.anthropic_url, api_key="demo-key", max_retries=0)
                       if anthropic is not None else None)
+            local = None
+            if ollama is not None:  # a local model: cost status "free" unless a price file prices it
+                local = ollama.Client(host=fake.url,
+                                      headers={"X-Fake-Usage": json.dumps({"input": 900, "output": 200})})
             gemini = None
             if genai is not None:
                 from google.genai import types as gtypes
@@ -165,7 +178,7 @@ def run_demo(calls: int, ledger_url: str, progress: bool = True,
                 iterator = steps
             for step in iterator:
                 with llmtally.attributes(tenant_id=step.tenant, user_id=step.user, feature=step.feature):
-                    run_step(client, step, claude, gemini)
+                    run_step(client, step, claude, gemini, local)
     finally:
         config.shutdown()  # flushes usage records into the ledger
     added = ledger.count() - before

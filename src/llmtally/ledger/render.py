@@ -24,6 +24,8 @@ def _cost(row: ReportRow) -> str:
     # Calls without a price have no amount: never show them as $0.
     if row.calls and row.unpriced_calls == row.calls:
         return "unpriced"
+    if row.calls and row.free_calls == row.calls:
+        return "free"  # local models without a price file
     return _money(row.cost) + ("*" if row.unpriced_calls else "")
 
 

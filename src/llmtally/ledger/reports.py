@@ -43,6 +43,7 @@ class ReportRow:
     estimated_calls: int = 0
     unpriced_calls: int = 0
     errors: int = 0
+    free_calls: int = 0
 
     @property
     def estimated_share(self) -> float:
@@ -58,7 +59,7 @@ class ReportRow:
                 "cache_write_tokens": self.cache_write_tokens, "reasoning_tokens": self.reasoning_tokens,
                 "cost_usd": str(self.cost), "cache_savings_usd": str(self.cache_savings),
                 "estimated_calls": self.estimated_calls, "unpriced_calls": self.unpriced_calls,
-                "errors": self.errors}
+                "free_calls": self.free_calls, "errors": self.errors}
 
 
 @dataclass
@@ -104,6 +105,7 @@ def _aggregates() -> list[Any]:
         func.coalesce(func.sum(case((c.estimated.is_(True), 1), else_=0)), 0).label("estimated_calls"),
         func.coalesce(func.sum(case((c.cost_status == "unpriced", 1), else_=0)), 0).label("unpriced_calls"),
         func.coalesce(func.sum(case((c.error_type.is_not(None), 1), else_=0)), 0).label("errors"),
+        func.coalesce(func.sum(case((c.cost_status == "free", 1), else_=0)), 0).label("free_calls"),
     ]
 
 
@@ -112,7 +114,8 @@ def _row(key: dict[str, str | None], r: Any) -> ReportRow:
                      output_tokens=int(r.output_tokens), cache_read_tokens=int(r.cache_read_tokens),
                      cache_write_tokens=int(r.cache_write_tokens), reasoning_tokens=int(r.reasoning_tokens),
                      cost=from_pico(int(r.cost_pico)), cache_savings=from_pico(int(r.savings_pico)),
-                     estimated_calls=int(r.estimated_calls), unpriced_calls=int(r.unpriced_calls), errors=int(r.errors))
+                     estimated_calls=int(r.estimated_calls), unpriced_calls=int(r.unpriced_calls), errors=int(r.errors),
+                     free_calls=int(r.free_calls))
 
 
 def report(ledger: Ledger, by: Sequence[str] = ("model",), *, since: datetime | None = None,

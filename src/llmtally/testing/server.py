@@ -96,9 +96,10 @@ class FakeProvider:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, routes: Iterable[Route] | None = None) -> None:
         if routes is None:
-            from llmtally.testing import anthropic_wire, gemini_wire, ollama_wire, openai_wire
+            from llmtally.testing import anthropic_wire, cohere_wire, gemini_wire, ollama_wire, openai_wire
 
-            routes = [*openai_wire.ROUTES, *anthropic_wire.ROUTES, *gemini_wire.ROUTES, *ollama_wire.ROUTES]
+            routes = [*openai_wire.ROUTES, *anthropic_wire.ROUTES, *gemini_wire.ROUTES, *ollama_wire.ROUTES,
+                      *cohere_wire.ROUTES]
         self.routes = list(routes)
         self.recordings: dict[str, Recording] = {}
         self.requests: list[FakeRequest] = []
