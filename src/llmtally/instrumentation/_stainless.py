@@ -72,14 +72,7 @@ def _sync(adapter: Adapter, wrapped: Callable[..., Any], instance: Any, args: tu
     if plan is None:
         return wrapped(*args, **kwargs)
     call = plan.call
-    token = call.activate()
-    try:
-        result = wrapped(*plan.args, **plan.kwargs)
-    except BaseException as exc:
-        call.finish(None, exc, rejected=True)
-        raise
-    finally:
-        call.deactivate(token)
+    result = call.invoke(wrapped, *plan.args, **plan.kwargs)
     return _result(adapter, plan, result)
 
 
@@ -89,14 +82,7 @@ async def _async(adapter: Adapter, wrapped: Callable[..., Any], instance: Any, a
     if plan is None:
         return await wrapped(*args, **kwargs)
     call = plan.call
-    token = call.activate()
-    try:
-        result = await wrapped(*plan.args, **plan.kwargs)
-    except BaseException as exc:
-        call.finish(None, exc, rejected=True)
-        raise
-    finally:
-        call.deactivate(token)
+    result = await call.ainvoke(wrapped, *plan.args, **plan.kwargs)
     return _result(adapter, plan, result)
 
 

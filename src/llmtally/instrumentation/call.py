@@ -224,6 +224,28 @@ class Call:
             report_internal_error("call.activate", exc)
             return None
 
+    def invoke(self, wrapped: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Call the SDK with this span current; a failure before any response is a rejected request."""
+        token = self.activate()
+        try:
+            return wrapped(*args, **kwargs)
+        except BaseException as exc:
+            self.finish(None, exc, rejected=True)
+            raise
+        finally:
+            self.deactivate(token)
+
+    async def ainvoke(self, wrapped: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """:meth:`invoke` for coroutine SDK methods."""
+        token = self.activate()
+        try:
+            return await wrapped(*args, **kwargs)
+        except BaseException as exc:
+            self.finish(None, exc, rejected=True)
+            raise
+        finally:
+            self.deactivate(token)
+
     def deactivate(self, token: object | None) -> None:
         try:
             if token is not None:

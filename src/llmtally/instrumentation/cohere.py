@@ -301,14 +301,7 @@ def _sync_call(api: str, raw: bool) -> Wrapper:
         call = _start(instance, kwargs, api, stream=False)
         if call is None:
             return wrapped(*args, **kwargs)
-        token = call.activate()
-        try:
-            result = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            call.finish(None, exc, rejected=True)
-            raise
-        finally:
-            call.deactivate(token)
+        result = call.invoke(wrapped, *args, **kwargs)
         _finish_response(call, api, getattr(result, "data", None) if raw else result)
         return result
 
@@ -321,14 +314,7 @@ def _async_call(api: str, raw: bool) -> Wrapper:
         call = _start(instance, kwargs, api, stream=False)
         if call is None:
             return await wrapped(*args, **kwargs)
-        token = call.activate()
-        try:
-            result = await wrapped(*args, **kwargs)
-        except BaseException as exc:
-            call.finish(None, exc, rejected=True)
-            raise
-        finally:
-            call.deactivate(token)
+        result = await call.ainvoke(wrapped, *args, **kwargs)
         _finish_response(call, api, getattr(result, "data", None) if raw else result)
         return result
 

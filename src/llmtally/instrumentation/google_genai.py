@@ -122,14 +122,7 @@ def _sync_generate(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, 
     call = _start(instance, kwargs, sc.Operation.GENERATE_CONTENT, stream=False)
     if call is None:
         return wrapped(*args, **kwargs)
-    token = call.activate()
-    try:
-        result = wrapped(*args, **kwargs)
-    except BaseException as exc:
-        call.finish(None, exc, rejected=True)
-        raise
-    finally:
-        call.deactivate(token)
+    result = call.invoke(wrapped, *args, **kwargs)
     _finish_response(call, result)
     return result
 
@@ -139,14 +132,7 @@ async def _async_generate(wrapped: Callable[..., Any], instance: Any, args: tupl
     call = _start(instance, kwargs, sc.Operation.GENERATE_CONTENT, stream=False)
     if call is None:
         return await wrapped(*args, **kwargs)
-    token = call.activate()
-    try:
-        result = await wrapped(*args, **kwargs)
-    except BaseException as exc:
-        call.finish(None, exc, rejected=True)
-        raise
-    finally:
-        call.deactivate(token)
+    result = await call.ainvoke(wrapped, *args, **kwargs)
     _finish_response(call, result)
     return result
 
@@ -254,14 +240,7 @@ async def _async_stream(wrapped: Callable[..., Any], instance: Any, args: tuple[
     call = _start(instance, kwargs, sc.Operation.GENERATE_CONTENT, stream=True)
     if call is None:
         return await wrapped(*args, **kwargs)
-    token = call.activate()
-    try:
-        result = await wrapped(*args, **kwargs)
-    except BaseException as exc:
-        call.finish(None, exc, rejected=True)
-        raise
-    finally:
-        call.deactivate(token)
+    result = await call.ainvoke(wrapped, *args, **kwargs)
     return TracedAsyncStream(result, _ChunkAccumulator(call))
 
 
@@ -283,14 +262,7 @@ def _sync_embed(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...
     call = _start(instance, kwargs, sc.Operation.EMBEDDINGS, stream=False)
     if call is None:
         return wrapped(*args, **kwargs)
-    token = call.activate()
-    try:
-        result = wrapped(*args, **kwargs)
-    except BaseException as exc:
-        call.finish(None, exc, rejected=True)
-        raise
-    finally:
-        call.deactivate(token)
+    result = call.invoke(wrapped, *args, **kwargs)
     _embed_usage(call, result)
     return result
 
@@ -300,13 +272,6 @@ async def _async_embed(wrapped: Callable[..., Any], instance: Any, args: tuple[A
     call = _start(instance, kwargs, sc.Operation.EMBEDDINGS, stream=False)
     if call is None:
         return await wrapped(*args, **kwargs)
-    token = call.activate()
-    try:
-        result = await wrapped(*args, **kwargs)
-    except BaseException as exc:
-        call.finish(None, exc, rejected=True)
-        raise
-    finally:
-        call.deactivate(token)
+    result = await call.ainvoke(wrapped, *args, **kwargs)
     _embed_usage(call, result)
     return result

@@ -201,14 +201,7 @@ def _sync_wrapper(method: str) -> Wrapper:
                 call.finish(None, exc, rejected=True)
                 raise
             return TracedStream(result, _PartAccumulator(call, method == "chat"))
-        token = call.activate()
-        try:
-            result = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            call.finish(None, exc, rejected=True)
-            raise
-        finally:
-            call.deactivate(token)
+        result = call.invoke(wrapped, *args, **kwargs)
         _finish_response(call, method, result)
         return result
 
