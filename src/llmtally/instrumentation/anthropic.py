@@ -18,30 +18,22 @@ from collections.abc import Collection, Mapping
 from functools import partial
 from typing import Any
 
-from opentelemetry import trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.util.types import AttributeValue
 
 from llmtally import semconv as sc
-from llmtally._version import __version__
 from llmtally.estimate import estimate_prompt_tokens, message_texts
 from llmtally.instrumentation import _stainless as stainless
 from llmtally.instrumentation._stainless import Plan
-from llmtally.instrumentation.call import Call, capture_content_enabled
+from llmtally.instrumentation.call import Call, Settings, capture_content_enabled
 from llmtally.instrumentation.hosts import provider_for_host
 from llmtally.instrumentation.streams import Accumulator
-from llmtally.pricing import PriceBook
 from llmtally.usage import Usage, _fields, from_anthropic, merge_anthropic_stream_usage
 
 MESSAGES = "messages"
 
 
-class _Settings:
-    tracer: trace.Tracer
-    price_book: PriceBook | None = None
-
-
-_settings = _Settings()
+_settings = Settings()
 
 
 class AnthropicInstrumentor(BaseInstrumentor):  # type: ignore[misc]
@@ -51,9 +43,7 @@ class AnthropicInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         return ("anthropic >= 0.40",)
 
     def _instrument(self, **kwargs: Any) -> None:
-        _settings.tracer = trace.get_tracer(__name__, __version__, kwargs.get("tracer_provider"),
-                                            schema_url=f"https://opentelemetry.io/schemas/{sc.SEMCONV_VERSION}")
-        _settings.price_book = kwargs.get("price_book")
+        _settings.configure(__name__, kwargs)
         stainless.instrument("anthropic", _ADAPTER)
 
     def _uninstrument(self, **kwargs: Any) -> None:

@@ -132,6 +132,20 @@ def set_default_price_book(book: PriceBook | None) -> None:
     _default_book = book
 
 
+class Settings:
+    """What an instrumentor's ``instrument(**kwargs)`` configured: its tracer and price book."""
+
+    tracer: trace.Tracer
+    price_book: PriceBook | None = None
+
+    def configure(self, scope: str, kwargs: Mapping[str, Any]) -> None:
+        from llmtally._version import __version__
+
+        self.tracer = trace.get_tracer(scope, __version__, kwargs.get("tracer_provider"),
+                                       schema_url=f"https://opentelemetry.io/schemas/{sc.SEMCONV_VERSION}")
+        self.price_book = kwargs.get("price_book")
+
+
 def capture_content_enabled() -> bool:
     return os.environ.get(sc.ENV_CAPTURE_MESSAGE_CONTENT, "").strip().lower() in ("1", "true", "yes", "on")
 

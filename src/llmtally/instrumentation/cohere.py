@@ -32,23 +32,18 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import wrapt
-from opentelemetry import trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
 
 from llmtally import semconv as sc
-from llmtally._version import __version__
 from llmtally.estimate import REPLY_PRIMING_TOKENS, TOKENS_PER_MESSAGE, counter_for, estimate_prompt_tokens
 from llmtally.instrumentation._guard import report_internal_error
-from llmtally.instrumentation.call import Call, capture_content_enabled
+from llmtally.instrumentation.call import Call, Settings, capture_content_enabled
 from llmtally.instrumentation.streams import TracedAsyncStream, TracedStream
-from llmtally.pricing import PriceBook
 from llmtally.usage import Usage, _fields, _get, from_cohere
 
 
-class _Settings:
-    tracer: trace.Tracer
-    price_book: PriceBook | None = None
+class _Settings(Settings):
     wrapped: list[tuple[type, str]]
 
     def __init__(self) -> None:
@@ -68,9 +63,7 @@ class CohereInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         return ("cohere >= 5.0",)
 
     def _instrument(self, **kwargs: Any) -> None:
-        _settings.tracer = trace.get_tracer(__name__, __version__, kwargs.get("tracer_provider"),
-                                            schema_url=f"https://opentelemetry.io/schemas/{sc.SEMCONV_VERSION}")
-        _settings.price_book = kwargs.get("price_book")
+        _settings.configure(__name__, kwargs)
         # ``_hooks="public"`` forces the pre-5.16 hook points (for tests on a newer SDK).
         try:
             targets = _targets(kwargs.get("_hooks", "auto"))

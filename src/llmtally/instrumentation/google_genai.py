@@ -17,26 +17,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import wrapt
-from opentelemetry import trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
 
 from llmtally import semconv as sc
-from llmtally._version import __version__
 from llmtally.estimate import heuristic_tokens
 from llmtally.instrumentation._guard import report_internal_error
-from llmtally.instrumentation.call import Call, capture_content_enabled
+from llmtally.instrumentation.call import Call, Settings, capture_content_enabled
 from llmtally.instrumentation.streams import TracedAsyncStream, TracedStream
-from llmtally.pricing import PriceBook
 from llmtally.usage import Usage, _fields, _get, from_google_genai
 
-
-class _Settings:
-    tracer: trace.Tracer
-    price_book: PriceBook | None = None
-
-
-_settings = _Settings()
+_settings = Settings()
 _MODULE = "google.genai.models"
 
 
@@ -47,9 +38,7 @@ class GoogleGenAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         return ("google-genai >= 1.0",)
 
     def _instrument(self, **kwargs: Any) -> None:
-        _settings.tracer = trace.get_tracer(__name__, __version__, kwargs.get("tracer_provider"),
-                                            schema_url=f"https://opentelemetry.io/schemas/{sc.SEMCONV_VERSION}")
-        _settings.price_book = kwargs.get("price_book")
+        _settings.configure(__name__, kwargs)
         wrapt.wrap_function_wrapper(_MODULE, "Models._generate_content", _sync_generate)
         wrapt.wrap_function_wrapper(_MODULE, "Models._generate_content_stream", _sync_stream)
         wrapt.wrap_function_wrapper(_MODULE, "Models.embed_content", _sync_embed)

@@ -25,23 +25,18 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import wrapt
-from opentelemetry import trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
 
 from llmtally import semconv as sc
-from llmtally._version import __version__
 from llmtally.estimate import heuristic_tokens
 from llmtally.instrumentation._guard import report_internal_error
-from llmtally.instrumentation.call import Call, capture_content_enabled
+from llmtally.instrumentation.call import Call, Settings, capture_content_enabled
 from llmtally.instrumentation.streams import TracedAsyncStream, TracedStream
-from llmtally.pricing import PriceBook
 from llmtally.usage import Usage, _fields, _get, from_ollama
 
 
-class _Settings:
-    tracer: trace.Tracer
-    price_book: PriceBook | None = None
+class _Settings(Settings):
     rebound: dict[str, Any]
 
     def __init__(self) -> None:
@@ -64,9 +59,7 @@ class OllamaInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         return ("ollama >= 0.4",)
 
     def _instrument(self, **kwargs: Any) -> None:
-        _settings.tracer = trace.get_tracer(__name__, __version__, kwargs.get("tracer_provider"),
-                                            schema_url=f"https://opentelemetry.io/schemas/{sc.SEMCONV_VERSION}")
-        _settings.price_book = kwargs.get("price_book")
+        _settings.configure(__name__, kwargs)
         # Not `import ollama._client`: the package rebinds its attribute `_client` to the default Client.
         from ollama import AsyncClient, Client
 

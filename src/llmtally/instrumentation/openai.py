@@ -18,19 +18,16 @@ from collections.abc import Collection, Mapping
 from functools import partial
 from typing import Any
 
-from opentelemetry import trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.util.types import AttributeValue
 
 from llmtally import semconv as sc
-from llmtally._version import __version__
 from llmtally.estimate import estimate_prompt_tokens, heuristic_tokens
 from llmtally.instrumentation import _stainless as stainless
 from llmtally.instrumentation._stainless import Plan
-from llmtally.instrumentation.call import Call, capture_content_enabled
+from llmtally.instrumentation.call import Call, Settings, capture_content_enabled
 from llmtally.instrumentation.hosts import ACCEPTS_STREAM_USAGE, provider_for_host
 from llmtally.instrumentation.streams import Accumulator
-from llmtally.pricing import PriceBook
 from llmtally.usage import (
     Usage,
     _fields,
@@ -54,9 +51,7 @@ _ENDPOINTS: tuple[tuple[str, str, str, str | None], ...] = (
 )
 
 
-class _Settings:
-    tracer: trace.Tracer
-    price_book: PriceBook | None = None
+class _Settings(Settings):
     inject_stream_usage: bool = False
     inject_hosts: frozenset[str] = ACCEPTS_STREAM_USAGE
 
@@ -78,9 +73,7 @@ class OpenAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         return ("openai >= 1.40",)
 
     def _instrument(self, **kwargs: Any) -> None:
-        _settings.tracer = trace.get_tracer(__name__, __version__, kwargs.get("tracer_provider"),
-                                            schema_url=f"https://opentelemetry.io/schemas/{sc.SEMCONV_VERSION}")
-        _settings.price_book = kwargs.get("price_book")
+        _settings.configure(__name__, kwargs)
         inject = kwargs.get("inject_stream_usage")
         if inject is None:
             inject = os.environ.get(ENV_INJECT_STREAM_USAGE, "").strip().lower() in ("1", "true", "yes", "on")
