@@ -142,9 +142,15 @@ def test_count_tokens_is_not_a_billed_call(fake_provider: FakeProvider, spans: I
 
 
 def test_bedrock_and_vertex_clients_report_their_providers() -> None:
-    from llmtally.instrumentation.anthropic import _PROVIDERS
+    from llmtally.instrumentation.anthropic import _provider
 
-    assert _PROVIDERS["AnthropicBedrock"] == "aws.bedrock" and _PROVIDERS["AsyncAnthropicVertex"] == "gcp.vertex_ai"
+    bedrock = anthropic.AnthropicBedrock(aws_region="us-east-1", aws_access_key="a", aws_secret_key="b")
+    vertex = anthropic.AsyncAnthropicVertex(region="us-east5", project_id="p", access_token="t")
+    plain = anthropic.Anthropic(api_key="k")
+    assert _provider(bedrock, bedrock.base_url.host) == "aws.bedrock"
+    assert _provider(vertex, vertex.base_url.host) == "gcp.vertex_ai"
+    assert _provider(plain, plain.base_url.host) == "anthropic"
+    assert _provider(plain, "127.0.0.1") == "anthropic"  # an unknown host: still Anthropic's wire
 
 
 SDK_TRACING_SCENARIO = """

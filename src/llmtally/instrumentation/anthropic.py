@@ -77,6 +77,11 @@ _PROVIDERS = {"AnthropicBedrock": sc.Provider.AWS_BEDROCK, "AsyncAnthropicBedroc
               "AnthropicVertex": sc.Provider.GCP_VERTEX_AI, "AsyncAnthropicVertex": sc.Provider.GCP_VERTEX_AI}
 
 
+def _provider(instance: Any, host: str | None) -> str:
+    """The Bedrock and Vertex clients are their platforms; the plain client goes by its host."""
+    return _PROVIDERS.get(type(instance).__name__) or provider_for_host(host, default=sc.Provider.ANTHROPIC)
+
+
 def _plan(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Plan | None:
     options = args[1] if len(args) > 1 else kwargs.get("options")
     if options is None or str(getattr(options, "method", "")).lower() != "post":
@@ -91,7 +96,7 @@ def _plan(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Plan 
     url = getattr(instance, "base_url", None)
     host = getattr(url, "host", None) or None
     port = getattr(url, "port", None) or (443 if getattr(url, "scheme", "https") == "https" else 80)
-    provider = _PROVIDERS.get(type(instance).__name__) or provider_for_host(host, default=sc.Provider.ANTHROPIC)
+    provider = _provider(instance, host)
     capture = capture_content_enabled()
     call = Call(_settings.tracer, provider=provider, operation=sc.Operation.CHAT, request_model=model,
                 server_address=host, server_port=int(port) if host else None, streaming=stream,
@@ -135,12 +140,7 @@ def _finish_from_object(plan: Plan, obj: Any) -> None:
     if call.done:
         return
     fields = _fields(obj)
-    model = fields.get("model")
-    if isinstance(model, str):
-        call.response_model = model
-    rid = fields.get("id")
-    if isinstance(rid, str):
-        call.response_id = rid
+    call.set_response(fields.get("model"), fields.get("id"))
     reason = fields.get("stop_reason")
     if isinstance(reason, str):
         call.finish_reasons = [reason]

@@ -268,6 +268,13 @@ class Call:
         except Exception as exc:
             report_internal_error("call.deactivate", exc)
 
+    def set_response(self, model: Any = None, response_id: Any = None) -> None:
+        """Record the response's model and id when the payload has them as strings."""
+        if isinstance(model, str):
+            self.response_model = model
+        if isinstance(response_id, str):
+            self.response_id = response_id
+
     @property
     def done(self) -> bool:
         return self._done

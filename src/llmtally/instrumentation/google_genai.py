@@ -129,12 +129,7 @@ async def _async_generate(wrapped: Callable[..., Any], instance: Any, args: tupl
 def _finish_response(call: Call, response: Any) -> None:
     try:
         fields = _fields(response)
-        model = fields.get("model_version")
-        if isinstance(model, str):
-            call.response_model = model
-        rid = fields.get("response_id")
-        if isinstance(rid, str):
-            call.response_id = rid
+        call.set_response(fields.get("model_version"), fields.get("response_id"))
         reasons = _finish_reasons(fields.get("candidates"))
         if reasons:
             call.finish_reasons = reasons

@@ -263,12 +263,7 @@ def _finish_from_object(plan: Plan, obj: Any) -> None:
         return
     kind = plan.kind
     fields = _fields(obj)
-    model = fields.get("model")
-    if isinstance(model, str):
-        call.response_model = model
-    rid = fields.get("id")
-    if isinstance(rid, str):
-        call.response_id = rid
+    call.set_response(fields.get("model"), fields.get("id"))
     tier = fields.get("service_tier")
     if isinstance(tier, str):
         call.response_attributes[sc.OPENAI_RESPONSE_SERVICE_TIER] = tier
