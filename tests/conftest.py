@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 _REPO = Path(__file__).resolve().parents[1]
 
@@ -24,6 +26,28 @@ def real_payloads_path() -> Path:
     candidates = [_REPO.parent / "shared" / "fixtures" / "real-payloads.jsonl",
                   Path("/work/shared/fixtures/real-payloads.jsonl")]
     return next((p for p in candidates if p.is_file()), candidates[0])
+
+
+def real_payloads(keep: Callable[[str], bool]) -> list[dict[str, Any]]:
+    """The recorded responses whose ``api`` passes ``keep`` (empty when the file is missing: each test
+    module asserts its own count, so a missing file fails loudly there)."""
+    import json
+
+    path = real_payloads_path()
+    if not path.is_file():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in rows if keep(r["api"])]
+
+
+def serve_recording(fake: Any, record: dict[str, Any], stream_type: str = "text/event-stream") -> None:
+    """Have the fake provider serve ``record`` verbatim to requests carrying ``X-Fake-Replay: <id>``."""
+    from llmtally.testing import Recording
+
+    headers = {k.lower(): v for k, v in record["headers"].items()}
+    headers.setdefault("content-type", stream_type if record["stream"] else "application/json")
+    fake.add_recording(record["id"], Recording(status=record["status"], body=record["body"].encode(),
+                                               headers=headers, stream=record["stream"]))
 
 
 # --- OpenTelemetry span capture and the instrumented openai SDK ----------------------------------------
@@ -67,7 +91,6 @@ def anyio_backend() -> str:
 # --- a usage processor with in-memory metrics and usage records -----------------------------------------
 
 from dataclasses import dataclass  # noqa: E402
-from typing import Any  # noqa: E402
 
 from opentelemetry.sdk._logs import LoggerProvider  # noqa: E402
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor  # noqa: E402

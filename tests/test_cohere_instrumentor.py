@@ -14,8 +14,8 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from llmtally.testing import FakeProvider, Recording, cohere_wire
-from tests.conftest import TRACER_PROVIDER
+from llmtally.testing import FakeProvider, cohere_wire
+from tests.conftest import TRACER_PROVIDER, real_payloads, serve_recording
 
 cohere = pytest.importorskip("cohere")
 
@@ -372,17 +372,7 @@ def test_content_capture_opt_in(fake_provider: FakeProvider, spans: InMemorySpan
 
 # --- real recorded Cohere responses ---------------------------------------------------------------------
 
-def _recorded() -> list[dict[str, Any]]:
-    from tests.conftest import real_payloads_path
-
-    path = real_payloads_path()
-    if not path.is_file():
-        return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in rows if r["api"].startswith("cohere.")]
-
-
-RECORDED = _recorded()
+RECORDED = real_payloads(lambda api: api.startswith("cohere."))
 # billed_units of each recording (from its body, as the fixture notes give them), and Cohere's published
 # prices per 1M tokens: Command R 08-2024 $0.15 / $0.60, Command A 03-2025 $2.50 / $10, the legacy
 # `command` $1.00 / $2.00. embed-english-light-v3.0 is not in the bundled catalog: unpriced.
@@ -401,9 +391,7 @@ def test_recorded_cohere_payloads_found() -> None:
 def test_recorded_payload_through_the_sdk(fake_provider: FakeProvider, spans: InMemorySpanExporter,
                                           record: dict[str, Any]) -> None:
     """Real v1/v2 chat (JSON, SSE, NDJSON) and v2 embed responses, served verbatim to the real SDK."""
-    headers = {k.lower(): v for k, v in record["headers"].items()}
-    fake_provider.add_recording(record["id"], Recording(status=record["status"], body=record["body"].encode(),
-                                                        headers=headers, stream=record["stream"]))
+    serve_recording(fake_provider, record)
     replay = {"additional_headers": {"X-Fake-Replay": record["id"]}}
     request = record["request"]
     model = request["model"]

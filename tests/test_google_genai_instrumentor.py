@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from llmtally.testing import FakeProvider
-from tests.conftest import TRACER_PROVIDER
+from tests.conftest import TRACER_PROVIDER, real_payloads, serve_recording
 
 genai = pytest.importorskip("google.genai")
 types = pytest.importorskip("google.genai.types")
@@ -136,17 +136,7 @@ def test_stream_break_then_gc(fake_provider: FakeProvider, spans: InMemorySpanEx
     assert len(spans.get_finished_spans()) == 1
 
 
-def _recorded() -> list[dict[str, Any]]:
-    from tests.conftest import real_payloads_path
-
-    path = real_payloads_path()
-    if not path.is_file():
-        return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in rows if r["api"] in ("gemini.generate_content", "vertex.generate_content")]
-
-
-RECORDED = _recorded()
+RECORDED = real_payloads(lambda api: api in ("gemini.generate_content", "vertex.generate_content"))
 
 
 def test_recorded_gemini_payloads_found() -> None:
@@ -157,12 +147,8 @@ def test_recorded_gemini_payloads_found() -> None:
 def test_recorded_payload_through_the_sdk(fake_provider: FakeProvider, spans: InMemorySpanExporter,
                                           record: dict[str, Any]) -> None:
     """Real Gemini and Vertex responses, served verbatim: thoughts and tool-use prompt tokens land right."""
-    from llmtally.testing import Recording
 
-    headers = {k.lower(): v for k, v in record["headers"].items()}
-    headers.setdefault("content-type", "text/event-stream" if record["stream"] else "application/json")
-    fake_provider.add_recording(record["id"], Recording(status=record["status"], body=record["body"].encode(),
-                                                        headers=headers))
+    serve_recording(fake_provider, record)
     options = types.HttpOptions(base_url=fake_provider.gemini_url, headers={"X-Fake-Replay": record["id"]})
     c = genai.Client(api_key="k", http_options=options)
     if '"finishReason": 1' in record["body"]:

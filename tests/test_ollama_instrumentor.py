@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from llmtally.testing import FakeProvider, Recording, ollama_wire
-from tests.conftest import TRACER_PROVIDER
+from tests.conftest import TRACER_PROVIDER, real_payloads, serve_recording
 
 ollama = pytest.importorskip("ollama")
 
@@ -322,17 +322,7 @@ def test_suppressed_instrumentation_makes_no_span(fake: FakeProvider, spans: InM
 
 # --- real recorded Ollama responses ----------------------------------------------------------------
 
-def _recorded() -> list[dict[str, Any]]:
-    from tests.conftest import real_payloads_path
-
-    path = real_payloads_path()
-    if not path.is_file():
-        return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in rows if r["api"] in ("ollama.chat", "ollama.generate")]
-
-
-RECORDED = _recorded()
+RECORDED = real_payloads(lambda api: api in ("ollama.chat", "ollama.generate"))
 
 
 def test_recorded_ollama_payloads_found() -> None:
@@ -343,10 +333,7 @@ def test_recorded_ollama_payloads_found() -> None:
 def test_recorded_payload_through_the_sdk(fake: FakeProvider, spans: InMemorySpanExporter,
                                           record: dict[str, Any]) -> None:
     """Real Ollama responses (JSON and NDJSON streams, a thinking model among them), served verbatim."""
-    headers = {k.lower(): v for k, v in record["headers"].items()}
-    headers.setdefault("content-type", "application/x-ndjson" if record["stream"] else "application/json")
-    fake.add_recording(record["id"], Recording(status=record["status"], body=record["body"].encode(),
-                                               headers=headers, stream=record["stream"]))
+    serve_recording(fake, record, "application/x-ndjson")
     c = client(fake, headers={"X-Fake-Replay": record["id"]})
     request = record["request"]
     model = request["model"]

@@ -5,14 +5,13 @@ recording's expected counts."""
 from __future__ import annotations
 
 import inspect
-import json
 from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from llmtally.testing import FakeProvider, Recording
-from tests.conftest import real_payloads_path
+from llmtally.testing import FakeProvider
+from tests.conftest import real_payloads, real_payloads_path, serve_recording
 
 openai = pytest.importorskip("openai")
 
@@ -26,15 +25,7 @@ SURFACES = {
 }
 
 
-def _records() -> list[dict[str, Any]]:
-    path = real_payloads_path()
-    if not path.is_file():
-        return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in rows if r["api"] in SURFACES]
-
-
-RECORDS = _records()
+RECORDS = real_payloads(lambda api: api in SURFACES)
 
 
 def test_fixture_file_found() -> None:
@@ -59,10 +50,7 @@ def _call(client: Any, surface: str, request: dict[str, Any]) -> None:
 @pytest.mark.parametrize("record", RECORDS, ids=[f"{r['id']}-{r['api']}" for r in RECORDS])
 def test_recorded_payload_through_the_sdk(fake_provider: FakeProvider, spans: InMemorySpanExporter,
                                           record: dict[str, Any]) -> None:
-    headers = {k.lower(): v for k, v in record["headers"].items()}
-    headers.setdefault("content-type", "text/event-stream" if record["stream"] else "application/json")
-    fake_provider.add_recording(record["id"], Recording(status=record["status"], body=record["body"].encode(),
-                                                        headers=headers))
+    serve_recording(fake_provider, record)
     client = openai.OpenAI(base_url=fake_provider.openai_url, api_key="k", max_retries=0,
                            default_headers={"X-Fake-Replay": record["id"]})
     request = dict(record["request"]) if isinstance(record["request"], dict) else {}
