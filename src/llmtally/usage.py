@@ -556,12 +556,49 @@ def from_bedrock_headers(headers: Mapping[str, Any]) -> Usage | None:
     return from_bedrock_invocation_metrics(metrics)
 
 
+def from_bedrock_invoke_body(body: Any) -> Usage | None:
+    """The model's own counts in an invoke_model JSON body, for when Bedrock's metering (headers,
+    invocation metrics) is missing; None when the body has none. Formats, told apart by their keys:
+    Anthropic Messages ``usage`` (input excludes cache: :func:`from_anthropic`), Amazon Nova ``usage``
+    (Converse-shaped: :func:`from_bedrock_converse`), Meta Llama ``prompt_token_count`` /
+    ``generation_token_count``, Amazon Titan ``inputTextTokenCount`` and ``results[].tokenCount``
+    (embeddings: the input count only). Llama and Titan have no prompt cache: their counts are plain."""
+    u = _get(body, "usage")
+    if u is not None:
+        if _get(u, "input_tokens", "output_tokens") is not None:
+            return from_anthropic(u)
+        if _get(u, "inputTokens", "outputTokens") is not None:
+            return from_bedrock_converse(u)
+    prompt, generated = _get(body, "prompt_token_count"), _get(body, "generation_token_count")
+    if prompt is not None or generated is not None:
+        return Usage.build(input_tokens=prompt, output_tokens=generated)
+    titan_input, results = _get(body, "inputTextTokenCount"), _get(body, "results")
+    outputs = [_get(r, "tokenCount") for r in results] if isinstance(results, (list, tuple)) else []
+    if titan_input is None and all(o is None for o in outputs):
+        return None
+    base = _Coercer()
+    output = sum(base.count(o) for o in outputs)
+    return Usage.build(input_tokens=titan_input, output_tokens=output, clamped=base.clamped)
+
+
 # --- Mistral ---------------------------------------------------------------------------------------
-# mistralai/models/usageinfo.py: prompt_tokens / completion_tokens as OpenAI; recorded payloads carry
-# prompt_tokens_details.cached_tokens included in prompt_tokens, so the OpenAI rules apply.
+# mistralai/client/models/usageinfo.py: prompt_tokens / completion_tokens as OpenAI (extra fields kept);
+# recorded payloads carry prompt_tokens_details.cached_tokens included in prompt_tokens, so the OpenAI
+# rules apply. Mistral's API schema also spells the cache hit prompt_token_details.cached_tokens and
+# num_cached_tokens: read those when the usual field is absent.
 
 def from_mistral(response_or_usage: Any) -> Usage:
-    return from_openai_chat(response_or_usage)
+    u = _usage_of(response_or_usage, "usage")
+    if _get(_get(u, "prompt_tokens_details"), "cached_tokens") is None:
+        cached = _get(_get(u, "prompt_token_details"), "cached_tokens")
+        if cached is None:
+            cached = _get(u, "num_cached_tokens")
+        if cached is not None:
+            return from_openai_chat({"prompt_tokens": _get(u, "prompt_tokens"),
+                                     "completion_tokens": _get(u, "completion_tokens"),
+                                     "completion_tokens_details": _get(u, "completion_tokens_details"),
+                                     "prompt_tokens_details": {"cached_tokens": cached}})
+    return from_openai_chat(u)
 
 
 # --- Cohere ----------------------------------------------------------------------------------------

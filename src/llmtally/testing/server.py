@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from llmtally.testing.scenario import Scenario, parse_scenario
 
@@ -100,6 +100,13 @@ class FakeProvider:
 
             routes = [*openai_wire.ROUTES, *anthropic_wire.ROUTES, *gemini_wire.ROUTES, *ollama_wire.ROUTES,
                       *cohere_wire.ROUTES]
+            from llmtally.testing import mistral_wire
+
+            # First: Mistral's routes sit under /mistral, which OpenAI's any-prefix routes would also take.
+            routes = [*mistral_wire.ROUTES, *routes]
+            from llmtally.testing import bedrock_wire
+
+            routes = [*routes, *bedrock_wire.ROUTES]
         self.routes = list(routes)
         self.recordings: dict[str, Recording] = {}
         self.requests: list[FakeRequest] = []
@@ -161,6 +168,11 @@ class FakeProvider:
         return self.url
 
     @property
+    def mistral_url(self) -> str:
+        """Server URL for ``Mistral(server_url=...)`` (the SDK appends ``/v1/...``)."""
+        return f"{self.url}/mistral"
+
+    @property
     def azure_endpoint(self) -> str:
         """Endpoint for ``openai.AzureOpenAI(azure_endpoint=...)``."""
         return self.url
@@ -178,7 +190,8 @@ class FakeProvider:
             if route.method == method:
                 match = route.pattern.fullmatch(path)
                 if match:
-                    return route, {k: v for k, v in match.groupdict().items() if v is not None}
+                    # Path parameters decoded: Bedrock's model ids travel URL-encoded (``%3A``, ARNs' ``%2F``).
+                    return route, {k: unquote(v) for k, v in match.groupdict().items() if v is not None}
         return None
 
 
