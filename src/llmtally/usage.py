@@ -633,3 +633,41 @@ def from_ollama(response: Any) -> Usage:
         input_tokens=_get(response, "prompt_eval_count"),
         output_tokens=_get(response, "eval_count"),
     )
+
+
+# --- LiteLLM ---------------------------------------------------------------------------------------
+# litellm/types/utils.py (Usage, PromptTokensDetailsWrapper): litellm reports every provider in OpenAI's
+# inclusive shape. Read in its transformations: Anthropic (llms/anthropic/chat/transformation.py,
+# calculate_usage) sets prompt_tokens = input + cache_read + cache_creation, cached_tokens = cache reads,
+# cache_creation_tokens = cache writes with cache_creation_token_details (5m/1h); Bedrock Converse adds
+# cacheRead/cacheWrite into prompt_tokens the same way; Gemini's completion_tokens include thoughts. The
+# OpenAI route keeps the OpenAI payload's fields (cache_write_tokens). Perplexity's cost is an object.
+
+def from_litellm(response_or_usage: Any) -> Usage:
+    u = _fields(_usage_of(response_or_usage, "usage"))
+    pd = _fields(u.get("prompt_tokens_details"))
+    cd = _fields(u.get("completion_tokens_details"))
+    cached = pd.get("cached_tokens")
+    if cached is None:
+        cached = u.get("cache_read_input_tokens")
+    cache_write = pd.get("cache_write_tokens")
+    if cache_write is None:
+        cache_write = pd.get("cache_creation_tokens")
+        if cache_write is None:
+            cache_write = u.get("cache_creation_input_tokens")
+    cost = u.get("cost")
+    if isinstance(cost, Mapping) or (cost is not None and not isinstance(cost, (int, float, str, Decimal))):
+        cost = _get(cost, "total_cost")
+    return Usage.build(
+        input_tokens=u.get("prompt_tokens"),
+        output_tokens=u.get("completion_tokens"),
+        cache_read_tokens=cached,
+        cache_write_tokens=cache_write,
+        cache_write_1h_tokens=_get(pd.get("cache_creation_token_details"), "ephemeral_1h_input_tokens"),
+        reasoning_tokens=cd.get("reasoning_tokens"),
+        input_audio_tokens=pd.get("audio_tokens"),
+        input_image_tokens=pd.get("image_tokens"),
+        output_audio_tokens=cd.get("audio_tokens"),
+        output_image_tokens=cd.get("image_tokens"),
+        provider_cost=cost,
+    )

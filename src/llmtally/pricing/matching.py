@@ -4,7 +4,11 @@ A model name is looked up as itself first, then with these rules applied in orde
 tried exactly against the price index:
 
 1. canonical form: lower-case, surrounding white space removed, an AWS ARN reduced to its last path
-   segment, an AWS cross-region inference prefix (``us.``, ``eu.``, ``apac.``, ``global.``, ...) removed;
+   segment, an AWS geographic cross-region inference prefix (``us.``, ``eu.``, ``apac.``, ...) removed
+   (those profiles cost what the in-region model costs). ``global.`` stays: global profiles have their
+   own, lower prices for newer Claude models (Sonnet 4.5: $3 global, $3.30 regional per 1M input), and
+   stripping it made catalog ids ``global.anthropic.X`` and ``anthropic.X`` collide; a ``global.`` name
+   with no entry of its own is tried without the prefix right after itself;
 2. provider prefix removed: ``models/`` (Gemini API), ``publishers/<p>/models/`` and
    ``projects/.../models/`` (Vertex), one leading ``<provider>/`` segment (LiteLLM, OpenRouter), and
    a Bedrock vendor prefix (``anthropic.``, ``meta.``, ...) for the vendor's own catalog;
@@ -22,7 +26,8 @@ from __future__ import annotations
 
 import re
 
-_REGION_PREFIX = re.compile(r"^(?:us|eu|apac|global|jp|au|ca|us-gov)\.(?=[a-z])")
+_REGION_PREFIX = re.compile(r"^(?:us|eu|apac|jp|au|ca|us-gov)\.(?=[a-z])")
+_GLOBAL_PREFIX = "global."
 _PROVIDER_PREFIX = re.compile(
     r"^(?:models/|publishers/[^/]+/models/|projects/.+/models/|[a-z0-9_.-]+/"
     r"|(?:anthropic|meta|amazon|mistral|cohere|ai21|deepseek|writer|qwen|openai)\.(?=[a-z]))"
@@ -46,6 +51,9 @@ def candidates(name: str) -> list[str]:
     first = canonical(name)
     out = [first]
     stems = [first]
+    if first.startswith(_GLOBAL_PREFIX) and len(first) > len(_GLOBAL_PREFIX):
+        first = first[len(_GLOBAL_PREFIX):]  # the model's own entry when the global profile has none
+        stems.append(first)
     if first.startswith("ft:"):
         base = first.split(":")[1]
         if base:
