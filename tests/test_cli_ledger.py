@@ -40,7 +40,7 @@ APP = textwrap.dedent("""
 def env_for(fake: FakeProvider, tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OPENAI_", "LLMTALLY_LEDGER"))}
     env.update({"OPENAI_BASE_URL": fake.openai_url, "OPENAI_API_KEY": "sk-test",
-                "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "openai",  # the peer installed for other tests
+                "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "openai,httpx,httpx2",  # the peers installed for other tests
                 "XDG_DATA_HOME": str(tmp_path / "data")})
     return env
 

@@ -92,7 +92,7 @@ def test_zero_code_otlp_spans_metrics_and_usage_records(fake_provider: FakeProvi
             "OTEL_SERVICE_NAME": "zero-code-otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.url,
             "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_TRACES_EXPORTER": "otlp",
             "OTEL_METRICS_EXPORTER": "otlp", "OTEL_LOGS_EXPORTER": "otlp",
-            "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "openai",  # the peer installed for other tests
+            "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "openai,httpx,httpx2",  # the peers installed for other tests
             "OPENAI_BASE_URL": fake_provider.openai_url, "OPENAI_API_KEY": "sk-zero-code-secret",
         })
         proc = subprocess.run([tool, sys.executable, str(REPO / "examples" / "openai_chat.py")], env=env,

@@ -301,7 +301,7 @@ def test_opentelemetry_instrument_zero_code(fake_provider: FakeProvider, tmp_pat
     env.update({
         "OTEL_TRACES_EXPORTER": "console", "OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none",
         "OTEL_SERVICE_NAME": "zero-code-test",
-        "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "openai",  # the peer (OpenLLMetry) installed for other tests
+        "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "openai,httpx,httpx2",  # peers installed for other tests
         "OPENAI_BASE_URL": fake_provider.openai_url, "OPENAI_API_KEY": "sk-test-secret",
     })
     proc = subprocess.run([tool, sys.executable, str(example)], capture_output=True, text=True, env=env, timeout=120)

@@ -57,6 +57,12 @@ class Provider:
     OPENROUTER: Final = "openrouter"
     TOGETHER: Final = "together_ai"
     FIREWORKS: Final = "fireworks_ai"
+    # The httpx fallback's provider for an OpenAI-/Anthropic-wire endpoint on a host it does not know
+    # (self-hosted servers, gateways): deliberately no catalog provider, so unpriced without a price file.
+    OPENAI_COMPATIBLE: Final = "openai_compatible"
+    ANTHROPIC_COMPATIBLE: Final = "anthropic_compatible"
+    # A LiteLLM call whose model litellm cannot route to a provider (litellm rejects it).
+    LITELLM: Final = "litellm"
 
 
 # --- Request / response ---------------------------------------------------------------------------

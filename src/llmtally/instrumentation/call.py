@@ -296,14 +296,17 @@ class Call:
             self.output_parts.append(text)
 
     # --- the end --------------------------------------------------------------------------------
-    def finish(self, usage: Usage | None, error: BaseException | None = None, *, rejected: bool = False) -> None:
+    def finish(self, usage: Usage | None, error: BaseException | None = None, *, rejected: bool = False,
+               error_type: str | None = None) -> None:
         """End the call exactly once. ``rejected``: the request failed before any output was produced
-        (an HTTP error, a refused connection), so nothing was billed: usage is an exact zero."""
+        (an HTTP error, a refused connection), so nothing was billed: usage is an exact zero.
+        ``error_type`` replaces the error's class name as ``error.type`` (an HTTP status code, as HTTP
+        semconv has it, when the failure is a status and no exception of the app's)."""
         if self._done:
             return
         self._done = True
         try:
-            self._finish(usage, error, rejected)
+            self._finish(usage, error, rejected, error_type)
         except Exception as exc:
             report_internal_error("call.finish", exc)
             try:
@@ -312,7 +315,8 @@ class Call:
             except Exception as exc2:  # pragma: no cover
                 report_internal_error("span.end", exc2)
 
-    def _finish(self, usage: Usage | None, error: BaseException | None, rejected: bool) -> None:
+    def _finish(self, usage: Usage | None, error: BaseException | None, rejected: bool,
+                error_type: str | None = None) -> None:
         end_ns = time.time_ns()
         duration = time.perf_counter() - self._t0
         if usage is None:
@@ -329,9 +333,11 @@ class Call:
             attrs[sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = self.ttfc
         if self.output_parts:
             attrs[sc.GEN_AI_OUTPUT_MESSAGES] = "".join(self.output_parts)
-        error_type = error_message = None
-        if error is not None:
-            error_type = type(error).__qualname__
+        error_message = None
+        if error is None:
+            error_type = None
+        else:
+            error_type = error_type or type(error).__qualname__
             error_message = str(error)[:1000]
             attrs[sc.ERROR_TYPE] = error_type
         if self.delegated:
