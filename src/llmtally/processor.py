@@ -22,7 +22,9 @@ worker thread turns queued calls into measurements and usage records; every metr
 ``force_flush()``, ``shutdown()`` and interpreter exit first drain the queue under the same lock, so
 what is exported is always complete. The OpenTelemetry SDK costs ~10 µs per synchronous measurement,
 so only the semconv histograms (token usage, duration, time to first chunk, cost) are SDK instruments;
-the per-kind token and call counters are summed here and exported as observable counters.
+the per-kind token and call counters (and the prompt-cache savings in USD) are summed here and exported
+as observable counters. Histogram measurements carry the call's own span as context, so a sampled call's
+trace and span ids become exemplars (``OTEL_METRICS_EXEMPLAR_FILTER=always_off`` turns them off).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import threading
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Any
 
 from opentelemetry import metrics, trace
@@ -111,6 +114,7 @@ class UsageSpanProcessor(SpanProcessor):
         self._token_sums: dict[tuple[Any, str], int] = {}
         self._unpriced_counts: dict[tuple[Any, ...], int] = {}
         self._estimated_counts: dict[tuple[Any, ...], int] = {}
+        self._savings: dict[tuple[Any, ...], Decimal] = {}  # exact; exported as a float sum
         meter = metrics.get_meter("llmtally", __version__, meter_provider)
         self._token_usage = meter.create_histogram(
             sc.METRIC_TOKEN_USAGE, unit=sc.UNIT_TOKEN, description="Input and output tokens per LLM call",
@@ -135,6 +139,8 @@ class UsageSpanProcessor(SpanProcessor):
                                         description="Failures inside llmtally, swallowed (the app was unaffected)")
         meter.create_observable_counter(sc.METRIC_MALFORMED_PAYLOADS, [self._observe_malformed], unit=sc.UNIT_CALL,
                                         description="Provider usage payloads llmtally had to correct")
+        meter.create_observable_counter(sc.METRIC_CACHE_SAVINGS, [self._observe_savings], unit=sc.UNIT_USD,
+                                        description="What prompt-cache reads saved against the uncached input price")
         self._logger: Logger | None = (get_logger("llmtally", __version__, logger_provider=logger_provider)
                                        if emit_usage_records else None)
         add_listener(self.record)
@@ -228,18 +234,24 @@ class UsageSpanProcessor(SpanProcessor):
     def _record_metrics(self, r: CallRecord) -> None:
         key, sets = self._attr_sets(r)
         usage = r.usage
-        self._token_usage.record(usage.input_tokens, sets.input)
-        self._token_usage.record(usage.output_tokens, sets.output)
-        self._duration.record(r.duration_s, sets.base)
+        # The call's own span as the measurement context: the SDK's default (trace-based) exemplar filter
+        # then attaches its trace and span ids as exemplars to the histogram points of sampled calls,
+        # which OTLP carries (this worker thread has no context of its own).
+        ctx = _call_context(r) if r.sampled and r.trace_id else None
+        self._token_usage.record(usage.input_tokens, sets.input, ctx)
+        self._token_usage.record(usage.output_tokens, sets.output, ctx)
+        self._duration.record(r.duration_s, sets.base, ctx)
         if r.time_to_first_chunk_s is not None:
-            self._ttfc.record(r.time_to_first_chunk_s, sets.base)
+            self._ttfc.record(r.time_to_first_chunk_s, sets.base, ctx)
         sums = self._token_sums
         for leaf, count in usage.leaves().items():
             if count:
                 sums[(key, leaf)] = sums.get((key, leaf), 0) + count
         cost = r.cost
         if cost.amount is not None:
-            self._cost.record(float(cost.amount), sets.base)
+            self._cost.record(float(cost.amount), sets.base, ctx)
+            if cost.cache_savings:
+                self._savings[key] = self._savings.get(key, Decimal(0)) + cost.cache_savings
         else:
             self._unpriced_counts[key] = self._unpriced_counts.get(key, 0) + 1
         if usage.estimated:
@@ -279,10 +291,7 @@ class UsageSpanProcessor(SpanProcessor):
     def _emit_usage_record(self, r: CallRecord) -> None:
         assert self._logger is not None
         attrs = usage_record_attributes(r)
-        span_context = SpanContext(r.trace_id, r.span_id, is_remote=False,
-                                   trace_flags=TraceFlags(TraceFlags.SAMPLED if r.sampled else 0))
-        self._logger.emit(timestamp=r.end_time_ns, observed_timestamp=r.end_time_ns,
-                          context=trace.set_span_in_context(NonRecordingSpan(span_context)),
+        self._logger.emit(timestamp=r.end_time_ns, observed_timestamp=r.end_time_ns, context=_call_context(r),
                           event_name=sc.USAGE_EVENT_NAME, body=usage_record_summary(r), attributes=attrs)
 
     # --- observable counters (each collection drains the queue first: exports are complete) -------
@@ -301,6 +310,11 @@ class UsageSpanProcessor(SpanProcessor):
         self.drain()
         with self._lock:
             return [Observation(n, self._sets_for(key).base) for key, n in self._estimated_counts.items()]
+
+    def _observe_savings(self, options: CallbackOptions) -> Iterable[Observation]:
+        self.drain()
+        with self._lock:
+            return [Observation(float(usd), self._sets_for(key).base) for key, usd in self._savings.items()]
 
     def _observe_errors(self, options: CallbackOptions) -> Iterable[Observation]:
         self.drain()
@@ -363,6 +377,13 @@ def _drain_at_exit(ref: weakref.ref[UsageSpanProcessor]) -> None:
     processor = ref()
     if processor is not None:
         processor.drain()
+
+
+def _call_context(r: CallRecord) -> Context:
+    """A context whose current span is the call's own (for exemplars and the usage record's ids)."""
+    span_context = SpanContext(r.trace_id, r.span_id, is_remote=False,
+                               trace_flags=TraceFlags(TraceFlags.SAMPLED if r.sampled else 0))
+    return trace.set_span_in_context(NonRecordingSpan(span_context))
 
 
 def _str(value: Any) -> str | None:

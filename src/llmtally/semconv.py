@@ -171,6 +171,8 @@ METRIC_UNPRICED_CALLS: Final = "llmtally.calls.unpriced"
 METRIC_ESTIMATED_CALLS: Final = "llmtally.calls.estimated"
 METRIC_INTERNAL_ERRORS: Final = "llmtally.internal.errors"
 METRIC_MALFORMED_PAYLOADS: Final = "llmtally.payloads.malformed"
+# USD the prompt cache saved: what cache reads would have cost as uncached input, minus what they cost.
+METRIC_CACHE_SAVINGS: Final = "llmtally.cache.savings"
 
 GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
 LLMTALLY_ERROR_KIND: Final = "llmtally.error.kind"
