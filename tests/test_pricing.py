@@ -204,6 +204,17 @@ def test_response_model_first_then_request_model(book: PriceBook) -> None:
     assert cost.amount == D(24) * 2 / M
 
 
+def test_bedrock_prices_the_request_id_first(book: PriceBook) -> None:
+    # AnthropicBedrock's response names 'claude-sonnet-4-5-20250929', which Bedrock prices at the
+    # regional rate ($3.30 / 1M input); the request's global profile id is billed at $3.00.
+    usage = Usage.build(input_tokens=1_000_000, output_tokens=0)
+    global_id = "global.anthropic.claude-sonnet-4-5-20250929-v1:0"
+    served = "claude-sonnet-4-5-20250929"
+    assert cost_of(book, usage, "aws.bedrock", global_id, response_model=served).amount == D("3.00")
+    assert cost_of(book, usage, "aws.bedrock", "us." + global_id[7:], response_model=served).amount == D("3.30")
+    assert cost_of(book, usage, "aws.bedrock", served).amount == D("3.30")
+
+
 def test_service_tier_variant_after_its_start_date(book: PriceBook) -> None:
     # gpt-5-mini flex tier from 2026-10-12: $0.125 input, $1 output (standard $0.25 / $2).
     usage = Usage.build(input_tokens=1_000_000, output_tokens=1_000_000)

@@ -267,7 +267,11 @@ class PriceBook:
         else:
             resolved = None
             time_dependent = False
-            for model in (response_model, request_model):
+            # The response names the exact model served, so it usually wins; on Bedrock the request's
+            # id carries what the response lacks: the region or global routing that sets the price.
+            order = ((request_model, response_model) if provider == semconv.Provider.AWS_BEDROCK
+                     else (response_model, request_model))
+            for model in order:
                 if model:
                     found = self.find(provider, model)
                     if found is not None:
