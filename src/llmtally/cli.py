@@ -57,6 +57,17 @@ def _parser() -> argparse.ArgumentParser:
     fake = sub.add_parser("fake-provider", help="serve the fake LLM provider (OpenAI wire format) for tests")
     fake.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     fake.add_argument("--port", type=int, default=8787, help="port (default: 8787; 0 picks a free one)")
+    col = sub.add_parser("collector-config", help="the OpenTelemetry Collector cost-enrichment config, generated "
+                         "from the price catalog (collector-config/cost-enrichment.yaml)")
+    col.add_argument("--providers", action="append", default=None, metavar="NAMES",
+                     help="gen_ai.provider.name values to price, comma-separated (default: every provider llmtally "
+                     "maps to the catalog but openrouter)")
+    col.add_argument("--models", action="append", default=None, metavar="PATTERNS",
+                     help="catalog model ids to include, comma-separated shell patterns, e.g. 'gpt-4o*,claude-*' "
+                     "(default: all; other models are unpriced)")
+    col.add_argument("--at", type=_date, default=None, metavar="YYYY-MM-DD",
+                     help="only the prices in force on this day (default: every dated price, by span start time)")
+    col.add_argument("-o", "--output", default="-", metavar="PATH", help="file to write (default: stdout)")
     return parser
 
 
@@ -179,6 +190,25 @@ def cmd_fake_provider(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_collector_config(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from llmtally.collector.costconfig import render
+    from llmtally.collector.ottl import Selection, cost_program, names_of
+    from llmtally.pricing import bundled_catalog
+
+    selection = Selection(providers=names_of(args.providers) if args.providers else None,
+                          models=names_of(args.models) if args.models else None,
+                          at=args.at.date() if args.at else None)
+    text = render(cost_program(bundled_catalog(), selection), selection)
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"wrote {args.output} ({len(text):,} bytes)", file=sys.stderr)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -190,6 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_report(args)
         if args.command == "run":
             return cmd_run(args)
+        if args.command == "collector-config":
+            return cmd_collector_config(args)
         if args.command == "demo":
             return cmd_demo(args)
     except (PriceFileError, ValueError, FileNotFoundError) as exc:
