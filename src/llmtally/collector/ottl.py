@@ -45,7 +45,7 @@ from llmtally import semconv as sc
 from llmtally.collector.enrich import INFERENCE_OPERATIONS, TOKEN_KEYS
 from llmtally.pricing import matching
 from llmtally.pricing.catalog import PROVIDER_IDS, Catalog
-from llmtally.pricing.engine import LOCAL_PROVIDERS
+from llmtally.pricing.engine import LOCAL_PROVIDERS, request_model_first
 from llmtally.pricing.model import ModelPricing, PricePeriod, Rates, Tier
 
 COLLECTOR_VERSION: Final = "0.136.0"
@@ -69,9 +69,6 @@ _SEP: Final = "\n"  # joins a model's candidate names for one regex lookup; a na
 _LEAVES: Final = ("u", "cr", "c5", "cw1h", "v", "rs")  # uncached, cache read, 5m/1h cache write, output, reasoning
 _SLOTS: Final = ("S", "S1", "S2", "G", "G1", "G2", "F", "F1", "F2", "P", "P1", "P2")
 _WS: Final = "[ \\t\\n\\r\\f\\v]"
-# The engine tries the response model first (it names the exact model served), but on Bedrock the
-# request's id first: it carries the region or global routing that sets the price.
-REQUEST_MODEL_FIRST: Final = frozenset({sc.Provider.AWS_BEDROCK})
 LOCAL_CATALOG: Final = "local model (no price file)"
 """What llmtally names as the catalog of a local model's explicit $0 (the engine's free cost)."""
 
@@ -478,7 +475,7 @@ def cost_program(catalog: Catalog, selection: Selection | None = None) -> CostPr
     by_ids: dict[tuple[tuple[str, ...], tuple[str, str]], list[str]] = {}
     for provider in providers:
         if lookups[provider]:
-            order = ("q", "r") if provider in REQUEST_MODEL_FIRST else ("r", "q")
+            order = ("q", "r") if request_model_first(provider) else ("r", "q")
             by_ids.setdefault((lookups[provider], order), []).append(provider)
     for (ids, order), group in by_ids.items():
         is_provider = _any(*(f"{cache('p')} == {ottl_string(p)}" for p in group))

@@ -267,9 +267,7 @@ class PriceBook:
         else:
             resolved = None
             time_dependent = False
-            # The response names the exact model served, so it usually wins; on Bedrock the request's
-            # id carries what the response lacks: the region or global routing that sets the price.
-            order = ((request_model, response_model) if provider == semconv.Provider.AWS_BEDROCK
+            order = ((request_model, response_model) if request_model_first(provider)
                      else (response_model, request_model))
             for model in order:
                 if model:
@@ -285,6 +283,13 @@ class PriceBook:
         if resolved is None:
             return _FREE if provider in LOCAL_PROVIDERS else UNPRICED
         return resolved.price(usage)
+
+
+def request_model_first(provider: str | None) -> bool:
+    """Which model name prices a call first. The response names the exact model served, so it usually
+    wins; on Bedrock the request's id carries what the response lacks: the region or global routing
+    that sets the price."""
+    return provider == semconv.Provider.AWS_BEDROCK
 
 
 _FREE = Cost(status=semconv.CostStatus.FREE, amount=_ZERO, source=semconv.CostSource.LOCAL,
