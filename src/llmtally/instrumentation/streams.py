@@ -243,6 +243,10 @@ class TracedResponse(wrapt.ObjectProxy[Any]):
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
+            if self._self_parsed:
+                # parse() handed the call over: a traced stream that may outlive this object (LiteLLM
+                # keeps only `raw.parse()`), or a response that already finished it.
+                return
             self._self_close()
 
 
