@@ -182,6 +182,61 @@ def test_converse_1h_cache_writes_priced_apart(fake: FakeProvider, spans: InMemo
     assert cost(a) == expected == D("0.0312")
 
 
+SONNET_45 = "global.anthropic.claude-sonnet-4-5-20250929-v1:0"
+USAGE_1H = {"input": 10_000, "output": 500, "cache_read": 4_000, "cache_write": 3_000, "cache_write_1h": 1_000}
+# Sonnet 4.5 (global): $3 input, $15 output, $0.30 cache read, $3.75 5-minute and $6 1-hour writes per 1M.
+COST_1H = (3_000 * D(3) + 4_000 * D("0.30") + 2_000 * D("3.75") + 1_000 * D(6) + 500 * D(15)) / M
+BODY_1H = {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 200,
+           "system": [{"type": "text", "text": "A long, stable preamble.",
+                       "cache_control": {"type": "ephemeral", "ttl": "1h"}}],
+           "messages": [{"role": "user", "content": "What is the answer?"}]}
+
+
+def test_invoke_model_1h_cache_writes_priced_apart(fake: FakeProvider, spans: InMemorySpanExporter) -> None:
+    """The metering headers carry only the total of cache writes; a request that asked for 1-hour writes has
+    its body read through (transparently) for Anthropic's 5m/1h split, or they would be priced as 5-minute."""
+    response = client(fake, USAGE_1H).invoke_model(modelId=SONNET_45, body=json.dumps(BODY_1H))
+    body = response["body"]
+    assert isinstance(body, StreamingBody) and spans.get_finished_spans() == ()
+    assert json.loads(body.read())["usage"]["cache_creation"]["ephemeral_1h_input_tokens"] == 1_000
+    a = attrs(only_span(spans))
+    assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.cache_creation.input_tokens"]) == (10_000, 3_000)
+    assert a["llmtally.usage.estimated"] is False
+    assert cost(a) == COST_1H == D("0.0312")
+    # Without a 1-hour TTL in the request the body stays untouched and the span ends at once.
+    spans.clear()
+    plain = {**BODY_1H, "system": "A long, stable preamble."}
+    response = client(fake, {**USAGE_1H, "cache_write_1h": 0}).invoke_model(modelId=SONNET_45,
+                                                                            body=json.dumps(plain))
+    assert type(response["body"]) is StreamingBody
+    assert cost(attrs(only_span(spans))) == COST_1H - 1_000 * (D(6) - D("3.75")) / M
+
+
+def test_invoke_stream_1h_cache_writes_priced_apart(fake: FakeProvider, spans: InMemorySpanExporter) -> None:
+    """The invocation metrics carry only the total of cache writes: message_start's split is kept."""
+    response = client(fake, USAGE_1H).invoke_model_with_response_stream(modelId=SONNET_45, body=json.dumps(BODY_1H))
+    chunks = [json.loads(e["chunk"]["bytes"]) for e in response["body"]]
+    assert chunks[-1]["amazon-bedrock-invocationMetrics"]["cacheWriteInputTokenCount"] == 3_000
+    a = attrs(only_span(spans))
+    assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.cache_creation.input_tokens"]) == (10_000, 3_000)
+    assert cost(a) == COST_1H
+
+
+def test_ttl_split_helpers() -> None:
+    from llmtally.instrumentation.bedrock import asks_1h_cache, with_ttl_split
+    from llmtally.usage import Usage
+
+    assert asks_1h_cache(BODY_1H) and not asks_1h_cache({**BODY_1H, "system": "x"}) and not asks_1h_cache(None)
+    assert asks_1h_cache({"messages": [{"content": [{"cachePoint": {"type": "default", "ttl": "1h"}}]}]})
+    metered = Usage.build(input_tokens=100, cache_write_tokens=30)
+    assert with_ttl_split(metered, None) is metered
+    assert with_ttl_split(metered, Usage.build(input_tokens=100, cache_write_tokens=30,
+                                               cache_write_1h_tokens=10)).cache_write_1h_tokens == 10
+    # the model's split never exceeds what Bedrock metered
+    assert with_ttl_split(metered, Usage.build(input_tokens=900, cache_write_tokens=90,
+                                               cache_write_1h_tokens=80)).cache_write_1h_tokens == 30
+
+
 def test_converse_tool_use(fake: FakeProvider, spans: InMemorySpanExporter) -> None:
     c = client(fake, **{"X-Fake-Scenario": "tools"})
     response = c.converse(modelId=CLAUDE, messages=MESSAGES)
@@ -368,6 +423,35 @@ def test_suppressed_instrumentation_makes_no_span(fake: FakeProvider, spans: InM
     assert spans.get_finished_spans() == ()
 
 
+def test_anthropic_bedrock_client_is_counted_once(fake: FakeProvider, spans: InMemorySpanExporter) -> None:
+    """The anthropic SDK's AnthropicBedrock posts to the same /model/{id}/invoke paths over httpx (botocore only
+    signs): with the Bedrock, anthropic and httpx-fallback instrumentors all on, each call is the anthropic
+    instrumentor's span alone (Bedrock's hook never sees it, the fallback steps aside)."""
+    anthropic = pytest.importorskip("anthropic")
+    from llmtally.instrumentation.anthropic import AnthropicInstrumentor
+    from llmtally.instrumentation.httpx_fallback import HttpxInstrumentor
+
+    started = [i for i in (AnthropicInstrumentor(), HttpxInstrumentor()) if not i.is_instrumented_by_opentelemetry]
+    for instrumentor in started:
+        instrumentor.instrument(tracer_provider=TRACER_PROVIDER)
+    try:
+        c = anthropic.AnthropicBedrock(aws_access_key="AKIDTEST", aws_secret_key="secret", aws_region="us-east-1",
+                                       base_url=fake.url, max_retries=0)
+        request = {"model": CLAUDE, "max_tokens": 100, "messages": [{"role": "user", "content": "Hi"}],
+                   "extra_headers": {"X-Fake-Usage": json.dumps(USAGE)}}
+        assert c.messages.create(**request).usage.cache_read_input_tokens == 8_000
+        with c.messages.stream(**request) as stream:
+            stream.get_final_message()
+    finally:
+        for instrumentor in started:
+            instrumentor.uninstrument()
+    found = spans.get_finished_spans()
+    assert [s.instrumentation_scope.name for s in found] == ["llmtally.instrumentation.anthropic"] * 2
+    for span in found:
+        assert attrs(span)["gen_ai.provider.name"] == "aws.bedrock" and cost(attrs(span)) == CLAUDE_COST
+    assert len(fake.requests) == 2
+
+
 def test_default_fake_provider_serves_bedrock(spans: InMemorySpanExporter) -> None:
     with FakeProvider() as server:
         client(server).converse(modelId=CLAUDE, messages=MESSAGES)
@@ -394,7 +478,8 @@ def assert_rejected(span: ReadableSpan, error: str) -> None:
     assert span.status.status_code is StatusCode.ERROR and a["error.type"] == error
     assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.output_tokens"]) == (0, 0)
     assert a["llmtally.usage.estimated"] is False
-    assert a.get("gen_ai.usage.cost.amount", 0.0) == 0.0
+    # a known model's exact $0 (priced), not an absent cost that would also pass for an unpriced call
+    assert (a["llmtally.cost.status"], a["gen_ai.usage.cost.amount"]) == ("priced", 0.0)
 
 
 def test_rejected_requests_have_zero_usage(fake: FakeProvider, spans: InMemorySpanExporter) -> None:
@@ -476,7 +561,8 @@ ANTHROPIC_BODY = {"id": "msg_bdrk_01", "type": "message", "role": "assistant", "
                             "cache_creation_input_tokens": 2_000, "output_tokens": 800}}
 
 
-@pytest.mark.parametrize("how", ["json.load", "read-in-pieces", "iter_lines", "iterate", "readinto", "readlines"])
+@pytest.mark.parametrize("how", ["json.load", "read-in-pieces", "iter_lines", "iter_chunks", "iterate", "next",
+                                 "readinto", "readlines"])
 def test_body_without_metering_headers_is_read_through(fake: FakeProvider, spans: InMemorySpanExporter,
                                                        how: str) -> None:
     """A proxy that dropped Bedrock's metering headers: the model's own usage in the body prices the call,
@@ -496,8 +582,16 @@ def test_body_without_metering_headers_is_read_through(fake: FakeProvider, spans
         got = b"".join(pieces)
     elif how == "iter_lines":
         got = b"\n".join(body.iter_lines())
+    elif how == "iter_chunks":
+        got = b"".join(body.iter_chunks(chunk_size=10))
     elif how == "iterate":
         got = b"".join(body)
+    elif how == "next":
+        pieces = []
+        with contextlib.suppress(StopIteration):
+            while True:
+                pieces.append(next(body))
+        got = b"".join(pieces)
     elif how == "readinto":
         buffer, parts = bytearray(64), []
         while n := body.readinto(buffer):

@@ -338,7 +338,9 @@ def assert_rejected(span: ReadableSpan, status: str) -> None:
     a = attrs(span)
     assert span.status.status_code is StatusCode.ERROR and a["error.type"] == status
     assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.output_tokens"]) == (0, 0)
-    assert a["llmtally.usage.estimated"] is False and a.get("gen_ai.usage.cost.amount", 0.0) == 0.0
+    assert a["llmtally.usage.estimated"] is False
+    # a known model's exact $0 (priced), not an absent cost that would also pass for an unpriced call
+    assert (a["llmtally.cost.status"], a["gen_ai.usage.cost.amount"]) == ("priced", 0.0)
 
 
 @pytest.mark.parametrize("mod", MODULES)
@@ -436,14 +438,28 @@ def test_no_context_leaks(mod: ModuleType, fake: FakeProvider, spans: InMemorySp
     assert trace.get_current_span() is before
 
 
-def test_uninstrument_restores_send(fake: FakeProvider, spans: InMemorySpanExporter) -> None:
+@pytest.mark.anyio
+async def test_uninstrument_restores_send(fake: FakeProvider, spans: InMemorySpanExporter) -> None:
+    import wrapt
+
+    for mod in (httpx, httpx2):
+        for cls in (mod.Client, mod.AsyncClient):
+            assert isinstance(cls.__dict__["send"], wrapt.FunctionWrapper), cls
     HttpxInstrumentor().uninstrument()
     try:
-        with httpx2.Client(base_url=fake.openai_url) as client:
-            client.post("/chat/completions", json=chat_body())
-        assert spans.get_finished_spans() == ()
+        for mod in (httpx, httpx2):
+            for cls in (mod.Client, mod.AsyncClient):
+                assert not isinstance(cls.__dict__["send"], wrapt.FunctionWrapper), cls
+            with mod.Client(base_url=fake.openai_url) as client:
+                client.post("/chat/completions", json=chat_body())
+            async with mod.AsyncClient(base_url=fake.openai_url) as aclient:
+                await aclient.post("/chat/completions", json=chat_body())
+        assert spans.get_finished_spans() == () and len(fake.requests) == 4
     finally:
         HttpxInstrumentor().instrument(tracer_provider=TRACER_PROVIDER, host_providers={"127.0.0.1": "wire"})
+    with httpx.Client(base_url=fake.openai_url, headers=HEADERS) as client:
+        client.post("/chat/completions", json=chat_body())
+    assert_chat(only_span(spans), fake, stream=False)  # and back on
 
 
 # --- providers and prices ------------------------------------------------------------------------------

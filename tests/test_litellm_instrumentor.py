@@ -623,6 +623,43 @@ def test_close_is_what_the_stream_has(fake: FakeProvider, spans: InMemorySpanExp
     assert_priced(only_span(spans), fake, "anthropic", stream=True)
 
 
+def _with_error(stream: Any) -> tuple[type[BaseException], str]:
+    with pytest.raises(BaseException) as caught, stream:
+        pass
+    return caught.type, str(caught.value)
+
+
+async def _async_with_error(stream: Any) -> tuple[type[BaseException], str]:
+    with pytest.raises(BaseException) as caught:
+        async with stream:
+            pass
+    return caught.type, str(caught.value)
+
+
+@pytest.mark.anyio
+async def test_with_fails_as_without_instrumentation(fake: FakeProvider, spans: InMemorySpanExporter) -> None:
+    """CustomStreamWrapper is no (async) context manager: ``with`` on it is the interpreter's TypeError, and
+    must stay that (not an AttributeError out of the proxy) for code that catches it."""
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+    with suppress_instrumentation():
+        plain = litellm.completion(**anthropic_kwargs(fake), stream=True)
+        aplain = await litellm.acompletion(**anthropic_kwargs(fake), stream=True)
+    assert type(plain) is litellm.CustomStreamWrapper and type(aplain) is litellm.CustomStreamWrapper
+    expected, aexpected = _with_error(plain), await _async_with_error(aplain)
+    assert expected[0] is TypeError and aexpected[0] is TypeError
+    traced = litellm.completion(**anthropic_kwargs(fake), stream=True)
+    atraced = await litellm.acompletion(**anthropic_kwargs(fake), stream=True)
+    assert type(traced) is not litellm.CustomStreamWrapper  # the proxy
+    assert _with_error(traced) == expected
+    assert await _async_with_error(atraced) == aexpected
+    assert "".join(c.choices[0].delta.content or "" for c in traced) == TEXT  # still the app's stream
+    assert "".join([c.choices[0].delta.content or "" async for c in atraced]) == TEXT
+    for span in spans.get_finished_spans():
+        assert_priced(span, fake, "anthropic", stream=True)
+    assert len(spans.get_finished_spans()) == 2
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize("route", ["openai", "anthropic"])
 async def test_async_stream_break_then_aclose(fake: FakeProvider, spans: InMemorySpanExporter, route: str) -> None:
@@ -709,12 +746,40 @@ def test_recorded_payload_through_litellm(fake: FakeProvider, spans: InMemorySpa
     ("no-such-model", None, None, "litellm", "no-such-model"),
 ])
 def test_routing(model: str, custom: str | None, api_base: str | None, provider: str, request_model: str) -> None:
-    from llmtally.instrumentation.litellm import _host_port, provider_name, route
+    from llmtally.instrumentation.hosts import server_of
+    from llmtally.instrumentation.litellm import provider_name, route
     from llmtally.instrumentation.litellm import request_model as bare_model
 
     litellm_provider, bare = route(model, custom, litellm.provider_list, litellm.model_cost)
-    assert provider_name(litellm_provider, _host_port(api_base)[0]) == provider
+    assert provider_name(litellm_provider, server_of(api_base)[0]) == provider
     assert bare_model(litellm_provider, bare) == request_model
+
+
+def test_server_of_api_bases() -> None:
+    from llmtally.instrumentation.hosts import server_of
+
+    assert server_of("https://api.groq.com/openai/v1") == ("api.groq.com", 443)
+    assert server_of("http://10.0.0.5:8000/v1") == ("10.0.0.5", 8000)
+    assert server_of("http://localhost/v1") == ("localhost", 80)
+    assert server_of("my-proxy.internal:4000") == ("my-proxy.internal", 4000)  # litellm accepts bare hosts
+    assert server_of("http://host:port/v1") == ("host", None)  # never raises
+    assert server_of(None) == server_of("") == server_of("/v1") == (None, None)
+
+
+def test_request_attributes_are_the_openai_parameters() -> None:
+    """litellm takes OpenAI's parameters (positional messages too); openai.* attributes stay on OpenAI spans."""
+    from llmtally.instrumentation.litellm import CHAT, EMBEDDINGS, _request_attributes
+
+    kwargs = {"max_completion_tokens": 50, "temperature": 1, "seed": 3, "stop": "END", "n": 2,
+              "response_format": {"type": "json_schema"}, "service_tier": "flex"}
+    a = _request_attributes(CHAT, "openai", kwargs, MESSAGES, capture=True)
+    assert (a["gen_ai.request.max_tokens"], a["gen_ai.request.temperature"], a["gen_ai.request.seed"]) == (50, 1.0, 3)
+    assert (a["gen_ai.request.stop_sequences"], a["gen_ai.request.choice.count"]) == (["END"], 2)
+    assert (a["gen_ai.output.type"], a["openai.request.service_tier"]) == ("json", "flex")
+    assert json.loads(str(a["gen_ai.input.messages"])) == MESSAGES
+    assert "openai.request.service_tier" not in _request_attributes(CHAT, "anthropic", kwargs, MESSAGES, False)
+    assert _request_attributes(EMBEDDINGS, "openai", {"encoding_format": "base64"}, ["a"], False) == {
+        "gen_ai.request.encoding_formats": ["base64"]}
 
 
 def test_from_litellm_reads_litellms_own_usage_types() -> None:

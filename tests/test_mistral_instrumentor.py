@@ -126,6 +126,18 @@ def test_chat_complete(fake: FakeProvider, spans: InMemorySpanExporter) -> None:
     assert fake.requests[-1].path == "/mistral/v1/chat/completions"
 
 
+def test_request_attributes_keep_their_semconv_types(fake: FakeProvider, spans: InMemorySpanExporter) -> None:
+    """Whole-number sampling parameters (``temperature=0``, ``top_p=1``) are doubles as everywhere else: one
+    attribute, one type, across calls and instrumentors."""
+    client(fake).chat.complete(model=MODEL, messages=MESSAGES, temperature=0, top_p=1, presence_penalty=0,
+                               max_tokens=100, random_seed=7, http_headers=headers())
+    a = attrs(only_span(spans))
+    for key in ("gen_ai.request.temperature", "gen_ai.request.top_p", "gen_ai.request.presence_penalty"):
+        assert type(a[key]) is float, key
+    assert (type(a["gen_ai.request.max_tokens"]), type(a["gen_ai.request.seed"])) == (int, int)
+    assert (a["gen_ai.request.temperature"], a["gen_ai.request.top_p"]) == (0.0, 1.0)
+
+
 def test_chat_stream(fake: FakeProvider, spans: InMemorySpanExporter) -> None:
     events = list(client(fake).chat.stream(model=MODEL, messages=MESSAGES, http_headers=headers()))
     assert all(isinstance(e, models.CompletionEvent) for e in events)
@@ -268,7 +280,8 @@ def assert_rejected(span: ReadableSpan, error: str) -> None:
     assert span.status.status_code is StatusCode.ERROR and a["error.type"] == error
     assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.output_tokens"]) == (0, 0)
     assert a["llmtally.usage.estimated"] is False
-    assert a.get("gen_ai.usage.cost.amount", 0.0) == 0.0
+    # a known model's exact $0 (priced), not an absent cost that would also pass for an unpriced call
+    assert (a["llmtally.cost.status"], a["gen_ai.usage.cost.amount"]) == ("priced", 0.0)
 
 
 def test_rejected_requests_have_zero_usage(fake: FakeProvider, spans: InMemorySpanExporter) -> None:
@@ -658,6 +671,38 @@ def run_scenario(fake: FakeProvider, telemetry: str | None, mode: str) -> dict[s
     assert proc.returncode == 0, proc.stderr
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     return result
+
+
+def test_counted_once_with_the_httpx_fallback(fake: FakeProvider, spans: InMemorySpanExporter) -> None:
+    """mistralai sends through httpx to OpenAI-shaped paths (/v1/chat/completions, /v1/fim/completions,
+    /v1/embeddings) the fallback recognises: with both instrumentors on, every surface is Mistral's span alone."""
+    from llmtally.instrumentation.httpx_fallback import HttpxInstrumentor
+
+    fallback = HttpxInstrumentor()
+    was_on = fallback.is_instrumented_by_opentelemetry
+    if not was_on:
+        fallback.instrument(tracer_provider=TRACER_PROVIDER, host_providers={"127.0.0.1": "mistral_ai"})
+    try:
+        c = client(fake)
+        c.chat.complete(model=MODEL, messages=MESSAGES, http_headers=headers())
+        list(c.chat.stream(model=MODEL, messages=MESSAGES, http_headers=headers()))
+        c.fim.complete(model=FIM_MODEL, prompt="def f(", http_headers=headers(FIM_USAGE))
+        c.embeddings.create(model=EMBED_MODEL, inputs=["a"], http_headers=headers())
+
+        async def run() -> None:
+            await c.chat.complete_async(model=MODEL, messages=MESSAGES, http_headers=headers())
+            async for _ in await c.chat.stream_async(model=MODEL, messages=MESSAGES, http_headers=headers()):
+                pass
+
+        asyncio.run(run())
+    finally:
+        if not was_on:
+            fallback.uninstrument()
+    found = spans.get_finished_spans()
+    assert [s.instrumentation_scope.name for s in found] == ["llmtally.instrumentation.mistralai"] * 6
+    assert [attrs(s)["gen_ai.operation.name"] for s in found] == ["chat", "chat", "text_completion", "embeddings",
+                                                                  "chat", "chat"]
+    assert len(fake.requests) == 6
 
 
 def test_sdk_default_settings_make_no_spans_of_their_own(fake: FakeProvider) -> None:

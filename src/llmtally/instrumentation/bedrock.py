@@ -21,13 +21,16 @@ Usage (:mod:`llmtally.usage`), Bedrock's own metering first:
 * ``invoke_model``: the ``X-Amzn-Bedrock-*-Token-Count`` response headers (``from_bedrock_headers``). The
   body is a ``StreamingBody`` the application reads itself: with the headers present (Bedrock always sends
   them) it is handed back untouched and the span ends at once. Only when they are missing (a proxy dropped
-  them), or content capture is on, the body is wrapped in a transparent proxy that sees the bytes the
-  application reads and ends the call when the body is exhausted, closed or collected: the model's own
-  counts in the body are used then (``from_bedrock_invoke_body``), else an estimate.
+  them), content capture is on, or the request asked for 1-hour cache writes (priced above 5-minute ones;
+  the headers carry only the total, the model's ``cache_creation`` the split), the body is wrapped in a
+  transparent proxy that sees the bytes the application reads and ends the call when the body is
+  exhausted, closed or collected: the headers' counts with the body's 1-hour split, or without headers
+  the model's own counts in the body (``from_bedrock_invoke_body``), else an estimate.
 * ``invoke_model_with_response_stream``: ``amazon-bedrock-invocationMetrics`` of the last chunk
   (preferred over the model's own counts, which can disagree: recorded Anthropic streams report 130
-  output tokens where Bedrock meters 98), else the model's own counts (Anthropic ``message_start`` +
-  cumulative ``message_delta``, Llama/Titan counts, Nova ``metadata``), else an estimate.
+  output tokens where Bedrock meters 98; only the model's split of cache writes by TTL is taken from
+  them), else the model's own counts (Anthropic ``message_start`` + cumulative ``message_delta``,
+  Llama/Titan counts, Nova ``metadata``), else an estimate.
 
 Streams (``response["stream"]`` / ``response["body"]``, botocore ``EventStream``) are replaced by the shared
 :class:`~llmtally.instrumentation.streams.TracedStream` proxy, which yields the very same events and ends
@@ -48,8 +51,8 @@ import contextlib
 import json
 import re
 from collections.abc import Callable, Collection, Mapping
+from dataclasses import replace
 from typing import Any
-from urllib.parse import urlsplit
 
 import wrapt
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
@@ -60,6 +63,7 @@ from llmtally import semconv as sc
 from llmtally.estimate import counter_for, estimate_prompt_tokens
 from llmtally.instrumentation._guard import report_internal_error
 from llmtally.instrumentation.call import Call, Settings, capture_content_enabled
+from llmtally.instrumentation.hosts import server_of
 from llmtally.instrumentation.streams import TracedStream
 from llmtally.usage import (
     Usage,
@@ -272,22 +276,13 @@ def _captured_prompt(api: str, params: Mapping[str, Any], body: Mapping[str, Any
 class _Request:
     """What the wrapper knows about one call between its start and its response."""
 
-    __slots__ = ("api", "call", "stream")
+    __slots__ = ("api", "body", "call", "stream")
 
-    def __init__(self, call: Call, api: str, stream: bool) -> None:
+    def __init__(self, call: Call, api: str, stream: bool, body: Mapping[str, Any] | None = None) -> None:
         self.call = call
         self.api = api
         self.stream = stream
-
-
-def _endpoint(instance: Any) -> tuple[str | None, int | None]:
-    url = getattr(getattr(instance, "meta", None), "endpoint_url", None)
-    if not isinstance(url, str):
-        return None, None
-    parts = urlsplit(url)
-    if not parts.hostname:
-        return None, None
-    return parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+        self.body = body  # invoke_model's JSON request body, when it was given as bytes or text
 
 
 def _start(instance: Any, api: str, stream: bool, params: Any) -> _Request | None:
@@ -304,13 +299,13 @@ def _start(instance: Any, api: str, stream: bool, params: Any) -> _Request | Non
             prompt = _captured_prompt(api, params, body)
             if prompt is not None:
                 attrs[sc.GEN_AI_INPUT_MESSAGES] = prompt
-        host, port = _endpoint(instance)
+        host, port = server_of(getattr(getattr(instance, "meta", None), "endpoint_url", None))
         call = Call(_settings.tracer, provider=sc.Provider.AWS_BEDROCK,
                     operation=sc.Operation.EMBEDDINGS if embeddings else sc.Operation.CHAT, request_model=model,
                     server_address=host, server_port=port, streaming=stream, attributes=attrs,
                     price_book=_settings.price_book,
                     estimate_input=lambda: _estimate_input(api, params, body, model), capture=capture)
-        return _Request(call, api, stream)
+        return _Request(call, api, stream, body)
     except Exception as exc:
         report_internal_error("bedrock.start", exc)
         return None
@@ -334,7 +329,7 @@ def _on_response(request: _Request, response: Any) -> Any:
         elif request.stream:
             _wrap_stream(response, "body", _InvokeStreamAccumulator(call))
         else:
-            _finish_invoke(call, response)
+            _finish_invoke(call, response, request.body)
     except Exception as exc:
         report_internal_error("bedrock.response", exc)
         call.finish(None)
@@ -402,11 +397,34 @@ def _finish_converse(call: Call, response: Mapping[str, Any]) -> None:
     call.finish(usage)
 
 
-def _finish_invoke(call: Call, response: dict[str, Any]) -> None:
+def asks_1h_cache(value: Any, depth: int = 0) -> bool:
+    """Whether a request body asks for a 1-hour prompt cache anywhere (``"ttl": "1h"`` in a
+    ``cache_control`` / ``cachePoint``). Pure."""
+    if depth > 32:
+        return False
+    if isinstance(value, Mapping):
+        return value.get("ttl") == "1h" or any(asks_1h_cache(v, depth + 1) for v in value.values())
+    if isinstance(value, list):
+        return any(asks_1h_cache(v, depth + 1) for v in value)
+    return False
+
+
+def with_ttl_split(metered: Usage, model_usage: Usage | None) -> Usage:
+    """Bedrock's metered usage with the model's own split of cache writes into 5-minute and 1-hour ones
+    (priced apart): the metering headers and invocation metrics only have the total. Pure."""
+    if model_usage is None or not model_usage.cache_write_1h_tokens or not metered.cache_write_tokens:
+        return metered
+    return replace(metered, cache_write_1h_tokens=min(model_usage.cache_write_1h_tokens,
+                                                      metered.cache_write_tokens))
+
+
+def _finish_invoke(call: Call, response: dict[str, Any], request_body: Mapping[str, Any] | None) -> None:
     headers = _dict(_dict(response.get("ResponseMetadata")).get("HTTPHeaders"))
     usage = from_bedrock_headers(headers)
     body = response.get("body")
-    if (usage is not None and call.output_parts is None) or body is None:
+    # With 1-hour cache writes the body is read too: only the model's own usage says how many were 1-hour.
+    split = usage is not None and usage.cache_write_tokens > 0 and asks_1h_cache(request_body)
+    if (usage is not None and call.output_parts is None and not split) or body is None:
         call.finish(usage)  # Bedrock metered the call: the body stays the application's, untouched
         return
     response["body"] = _TracedBody(body, _BodyAccumulator(call, usage))
@@ -581,7 +599,9 @@ class _InvokeStreamAccumulator:
         return True
 
     def usage(self) -> Usage | None:
-        return self._metrics if self._metrics is not None else self._output.stream_usage()
+        if self._metrics is None:
+            return self._output.stream_usage()
+        return with_ttl_split(self._metrics, self._output.stream_usage())
 
 
 class _BodyAccumulator:
@@ -599,8 +619,8 @@ class _BodyAccumulator:
             body = json.loads(data) if data else None
             if isinstance(body, Mapping):
                 _ModelOutput(self.call).read_body(body)
-                if usage is None:
-                    usage = from_bedrock_invoke_body(body)
+                own = from_bedrock_invoke_body(body)
+                usage = own if usage is None else with_ttl_split(usage, own)
         except ValueError:
             pass  # not JSON (or only part of it was read): the output is estimated as zero
         except Exception as exc:
@@ -612,11 +632,9 @@ class _TracedBody(wrapt.ObjectProxy[Any]):
     """Transparent proxy of invoke_model's ``StreamingBody``: every byte the application reads (``read``,
     ``readinto``, ``readlines``, iteration, ``iter_chunks``, ``iter_lines``) passes through it, and the
     call ends once, when the body is exhausted, closed, left (``with``) or garbage-collected. The helper
-    methods are re-implemented here (as botocore does them, on top of ``read``) so their reads are seen.
+    methods are botocore's own, run on the proxy, so that their reads go through it.
     ``with body as raw`` hands out botocore's raw urllib3 stream, whose reads are not seen: the call
     ends when the block is left, with what was seen."""
-
-    _DEFAULT_CHUNK_SIZE = 1024
 
     def __init__(self, wrapped: Any, accumulator: _BodyAccumulator) -> None:
         super().__init__(wrapped)
@@ -680,31 +698,19 @@ class _TracedBody(wrapt.ObjectProxy[Any]):
         self._self_end(None)
         return lines
 
-    def iter_chunks(self, chunk_size: int = _DEFAULT_CHUNK_SIZE) -> Any:
-        while True:
-            chunk = self.read(chunk_size)
-            if chunk == b"":
-                break
-            yield chunk
+    # botocore's own helpers, run with this proxy as ``self``: they read through read() above, so their
+    # bytes are seen, and they stay exactly botocore's (whatever its version does).
+    def iter_chunks(self, *args: Any, **kwargs: Any) -> Any:
+        return type(self.__wrapped__).iter_chunks(self, *args, **kwargs)
 
-    def iter_lines(self, chunk_size: int = _DEFAULT_CHUNK_SIZE, keepends: bool = False) -> Any:
-        pending = b""
-        for chunk in self.iter_chunks(chunk_size):
-            lines = (pending + chunk).splitlines(True)
-            for line in lines[:-1]:
-                yield line.splitlines(keepends)[0]
-            pending = lines[-1]
-        if pending:
-            yield pending.splitlines(keepends)[0]
+    def iter_lines(self, *args: Any, **kwargs: Any) -> Any:
+        return type(self.__wrapped__).iter_lines(self, *args, **kwargs)
 
     def __iter__(self) -> Any:
-        return self.iter_chunks(self._DEFAULT_CHUNK_SIZE)
+        return type(self.__wrapped__).__iter__(self)
 
     def __next__(self) -> Any:
-        chunk = self.read(self._DEFAULT_CHUNK_SIZE)
-        if chunk:
-            return chunk
-        raise StopIteration()
+        return type(self.__wrapped__).__next__(self)
 
     next = __next__
 

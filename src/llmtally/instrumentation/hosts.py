@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from llmtally import semconv as sc
 
 # Exact hosts of OpenAI-compatible APIs. Suffix rules below cover per-resource hosts.
@@ -47,3 +49,19 @@ def provider_for_host(host: str | None, default: str = sc.Provider.OPENAI) -> st
         if host.endswith(suffix):
             return provider
     return default
+
+
+def server_of(url: object) -> tuple[str | None, int | None]:
+    """(``server.address``, ``server.port``) of an API base URL (a bare ``host[:port]`` reads as https): the
+    scheme's default port when the URL names none; (None, None) without a host. Pure, never raises."""
+    if not isinstance(url, str) or not url:
+        return None, None
+    parts = urlsplit(url if "://" in url else "https://" + url)
+    host = parts.hostname
+    if not host:
+        return None, None
+    try:
+        port = parts.port
+    except ValueError:  # not a number: the SDK will refuse the URL itself
+        return host, None
+    return host, port or (443 if parts.scheme == "https" else 80)

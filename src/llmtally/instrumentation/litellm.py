@@ -41,11 +41,9 @@ are not LLM calls and are not traced.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Callable, Collection, Container, Iterator, Mapping
 from functools import partial
 from typing import Any
-from urllib.parse import urlsplit
 
 import wrapt
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
@@ -54,13 +52,14 @@ from opentelemetry.util.types import AttributeValue
 
 from llmtally import semconv as sc
 from llmtally.estimate import estimate_prompt_tokens, heuristic_tokens, tokens_from_chars
+from llmtally.instrumentation import openai as openai_instr
 from llmtally.instrumentation._guard import report_internal_error
 from llmtally.instrumentation.call import Call, Settings, capture_content_enabled
-from llmtally.instrumentation.hosts import provider_for_host
+from llmtally.instrumentation.hosts import provider_for_host, server_of
 from llmtally.instrumentation.streams import TracedAsyncStream, TracedStream
 from llmtally.usage import Usage, _fields, from_litellm
 
-CHAT, EMBEDDINGS = "chat", "embeddings"
+CHAT, EMBEDDINGS = sc.Operation.CHAT, sc.Operation.EMBEDDINGS
 Wrapper = Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], Any]
 
 
@@ -202,19 +201,10 @@ def request_model(litellm_provider: str | None, model: str | None) -> str | None
     return model
 
 
-def _host_port(api_base: Any) -> tuple[str | None, int | None]:
-    if not isinstance(api_base, str) or not api_base:
-        return None, None
-    parts = urlsplit(api_base if "://" in api_base else "https://" + api_base)
-    if not parts.hostname:
-        return None, None
-    return parts.hostname, parts.port or (80 if parts.scheme == "http" else 443)
-
-
 def _set_server(call: Call, hidden: Any) -> None:
     """Where litellm actually sent the call (``_hidden_params["api_base"]``), when not given up front."""
     if call.server_address is None and isinstance(hidden, Mapping):
-        host, port = _host_port(hidden.get("api_base"))
+        host, port = server_of(hidden.get("api_base"))
         if host:
             call.server_address, call.server_port = host, port
             call.response_attributes[sc.SERVER_ADDRESS] = host
@@ -223,11 +213,6 @@ def _set_server(call: Call, hidden: Any) -> None:
 
 
 # --- starting a call ------------------------------------------------------------------------------
-
-_FLOATS = (("temperature", sc.GEN_AI_REQUEST_TEMPERATURE), ("top_p", sc.GEN_AI_REQUEST_TOP_P),
-           ("frequency_penalty", sc.GEN_AI_REQUEST_FREQUENCY_PENALTY),
-           ("presence_penalty", sc.GEN_AI_REQUEST_PRESENCE_PENALTY))
-
 
 def _start(operation: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call | None:
     # `from litellm import completion` keeps a wrapper after uninstrument(): it must go quiet too.
@@ -239,15 +224,16 @@ def _start(operation: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Cal
         module = _settings.litellm
         model = args[0] if args else kwargs.get("model")
         model = model if isinstance(model, str) else None
-        host, port = _host_port(kwargs.get("api_base") or kwargs.get("base_url"))
+        host, port = server_of(kwargs.get("api_base") or kwargs.get("base_url"))
         litellm_provider, bare = route(model, kwargs.get("custom_llm_provider"),
                                        getattr(module, "provider_list", ()), getattr(module, "model_cost", {}))
         bare = request_model(litellm_provider, bare)
         payload = args[1] if len(args) > 1 else kwargs.get("messages" if operation == CHAT else "input")
         capture = capture_content_enabled()
-        attrs = _request_attributes(operation, kwargs, payload, capture)
+        provider = provider_name(litellm_provider, host)
+        attrs = _request_attributes(operation, provider, kwargs, payload, capture)
         estimate = partial(_estimate_chat, payload, bare) if operation == CHAT else partial(_estimate_input, payload)
-        call = Call(_settings.tracer, provider=provider_name(litellm_provider, host), operation=operation,
+        call = Call(_settings.tracer, provider=provider, operation=operation,
                     request_model=bare, server_address=host, server_port=port,
                     streaming=operation == CHAT and kwargs.get("stream") is True, attributes=attrs,
                     price_book=_settings.price_book, estimate_input=estimate, capture=capture)
@@ -260,38 +246,14 @@ def _start(operation: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Cal
         return None
 
 
-def _request_attributes(operation: str, kwargs: Mapping[str, Any], payload: Any,
+def _request_attributes(operation: str, provider: str, kwargs: Mapping[str, Any], payload: Any,
                         capture: bool) -> dict[str, AttributeValue]:
-    attrs: dict[str, AttributeValue] = {}
-    if operation == EMBEDDINGS:
-        fmt = kwargs.get("encoding_format")
-        if isinstance(fmt, str):
-            attrs[sc.GEN_AI_REQUEST_ENCODING_FORMATS] = [fmt]
-    else:
-        max_tokens = kwargs.get("max_completion_tokens") or kwargs.get("max_tokens")
-        if isinstance(max_tokens, int) and not isinstance(max_tokens, bool):
-            attrs[sc.GEN_AI_REQUEST_MAX_TOKENS] = max_tokens
-        for key, attr in _FLOATS:
-            value = kwargs.get(key)
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                attrs[attr] = float(value)
-        seed = kwargs.get("seed")
-        if isinstance(seed, int) and not isinstance(seed, bool):
-            attrs[sc.GEN_AI_REQUEST_SEED] = seed
-        stop = kwargs.get("stop")
-        if isinstance(stop, str):
-            attrs[sc.GEN_AI_REQUEST_STOP_SEQUENCES] = [stop]
-        elif isinstance(stop, (list, tuple)) and all(isinstance(s, str) for s in stop):
-            attrs[sc.GEN_AI_REQUEST_STOP_SEQUENCES] = list(stop)
-        n = kwargs.get("n")
-        if isinstance(n, int) and not isinstance(n, bool) and n != 1:
-            attrs[sc.GEN_AI_REQUEST_CHOICE_COUNT] = n
-        response_format = kwargs.get("response_format")  # a dict, or a pydantic class litellm turns into one
-        fmt_type = response_format.get("type") if isinstance(response_format, Mapping) else None
-        if isinstance(fmt_type, str):
-            attrs[sc.GEN_AI_OUTPUT_TYPE] = "json" if fmt_type.startswith("json") else fmt_type
-    if capture and payload is not None:
-        attrs[sc.GEN_AI_INPUT_MESSAGES] = json.dumps(payload, default=str)[:100_000]
+    """litellm takes OpenAI's request parameters: read them as the OpenAI instrumentor does."""
+    body = {**kwargs, ("messages" if operation == CHAT else "input"): payload}  # positional or not
+    attrs = openai_instr._request_attributes(openai_instr.CHAT if operation == CHAT else openai_instr.EMBEDDINGS,
+                                             body, None, capture)
+    if provider not in (sc.Provider.OPENAI, sc.Provider.AZURE_OPENAI):
+        attrs.pop(sc.OPENAI_REQUEST_SERVICE_TIER, None)  # an openai.* attribute: not on other providers' spans
     return attrs
 
 
@@ -475,6 +437,20 @@ class _TracedLiteLLMStream(TracedStream, TracedAsyncStream):
         if not hasattr(self.__wrapped__, "close"):
             raise AttributeError("close")
         return partial(TracedStream.close, self)
+
+    # CustomStreamWrapper is no context manager: `with` / `async with` on the proxy must fail with the
+    # interpreter's own TypeError (not an AttributeError from the wrapped object), as without llmtally.
+    def __enter__(self) -> Any:
+        if not hasattr(type(self.__wrapped__), "__enter__"):
+            with self.__wrapped__:  # raises that TypeError, worded as this Python words it
+                pass
+        return TracedStream.__enter__(self)
+
+    async def __aenter__(self) -> Any:
+        if not hasattr(type(self.__wrapped__), "__aenter__"):
+            async with self.__wrapped__:  # likewise
+                pass
+        return await TracedAsyncStream.__aenter__(self)
 
     def __next__(self) -> Any:
         if self._self_started:

@@ -46,7 +46,6 @@ from collections.abc import Callable, Collection
 from enum import Enum
 from functools import partial
 from typing import Any, TypeGuard
-from urllib.parse import urlsplit
 
 import wrapt
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
@@ -57,6 +56,7 @@ from llmtally import semconv as sc
 from llmtally.estimate import counter_for, estimate_prompt_tokens
 from llmtally.instrumentation._guard import report_internal_error
 from llmtally.instrumentation.call import Call, Settings, capture_content_enabled
+from llmtally.instrumentation.hosts import server_of
 from llmtally.instrumentation.streams import TracedAsyncStream, TracedStream
 from llmtally.usage import Usage, _fields, from_mistral
 
@@ -129,10 +129,12 @@ def _wrapper(operation: str, method: str) -> Wrapper:
 
 # --- starting a call ------------------------------------------------------------------------------
 
-_NUMBERS = (("max_tokens", sc.GEN_AI_REQUEST_MAX_TOKENS), ("temperature", sc.GEN_AI_REQUEST_TEMPERATURE),
-            ("top_p", sc.GEN_AI_REQUEST_TOP_P), ("random_seed", sc.GEN_AI_REQUEST_SEED),
+# Semconv types these: integers (a float is not a token count or a seed) and doubles (an int 0 is 0.0, so one
+# attribute keeps one type across calls and instrumentors).
+_INTEGERS = (("max_tokens", sc.GEN_AI_REQUEST_MAX_TOKENS), ("random_seed", sc.GEN_AI_REQUEST_SEED))
+_DOUBLES = (("temperature", sc.GEN_AI_REQUEST_TEMPERATURE), ("top_p", sc.GEN_AI_REQUEST_TOP_P),
             ("presence_penalty", sc.GEN_AI_REQUEST_PRESENCE_PENALTY),
-            ("frequency_penalty", sc.GEN_AI_REQUEST_FREQUENCY_PENALTY))
+            ("frequency_penalty", sc.GEN_AI_REQUEST_FREQUENCY_PENALTY), ("top_k", sc.GEN_AI_REQUEST_TOP_K))
 
 
 def _number(value: Any) -> TypeGuard[int | float]:
@@ -152,12 +154,7 @@ def _server(instance: Any, kwargs: dict[str, Any]) -> tuple[str | None, int | No
     if not isinstance(url, str) or not url:
         config = getattr(instance, "sdk_configuration", None)
         url = config.get_server_details()[0] if config is not None else None
-    if not isinstance(url, str) or not url:
-        return None, None
-    parts = urlsplit(url)
-    if not parts.hostname:
-        return None, None
-    return parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+    return server_of(url)
 
 
 def _request_attributes(operation: str, kwargs: dict[str, Any], capture: bool) -> dict[str, AttributeValue]:
@@ -167,13 +164,14 @@ def _request_attributes(operation: str, kwargs: dict[str, Any], capture: bool) -
         if encoding:
             attrs[sc.GEN_AI_REQUEST_ENCODING_FORMATS] = [encoding]
     else:
-        for key, attr in _NUMBERS:
+        for key, attr in _INTEGERS:
+            value = kwargs.get(key)
+            if isinstance(value, int) and not isinstance(value, bool):
+                attrs[attr] = value
+        for key, attr in _DOUBLES:
             value = kwargs.get(key)
             if _number(value):
-                attrs[attr] = value
-        top_k = kwargs.get("top_k")
-        if _number(top_k):
-            attrs[sc.GEN_AI_REQUEST_TOP_K] = float(top_k)
+                attrs[attr] = float(value)
         n = kwargs.get("n")
         if isinstance(n, int) and not isinstance(n, bool) and n != 1:
             attrs[sc.GEN_AI_REQUEST_CHOICE_COUNT] = n

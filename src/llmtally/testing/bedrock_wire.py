@@ -22,7 +22,9 @@ What it covers
   exclude cache reads and writes (``input - cache_read - cache_write``), which come separately
   (``cacheReadInputTokens``/``cacheWriteInputTokens`` in Converse, ``...InputTokenCount`` in invocation
   metrics and headers, when non-zero); ``totalTokens`` = input + output. ``cache_write_1h`` is given as
-  Converse ``cacheDetails`` ({"ttl": "1h"|"5m", "inputTokens"}). invoke_model meters in the response
+  Converse ``cacheDetails`` ({"ttl": "1h"|"5m", "inputTokens"}) and, in Anthropic bodies and
+  ``message_start``, as Anthropic's ``cache_creation`` split; the metering headers and invocation metrics
+  carry only the total. invoke_model meters in the response
   headers ``X-Amzn-Bedrock-Input-Token-Count`` / ``-Output-Token-Count`` (plus the cache headers), and
   its streams in ``amazon-bedrock-invocationMetrics`` on the last chunk; the bodies also carry the
   model's own counts (Anthropic's ``usage``, Llama's and Titan's counts, Nova's ``usage``).
@@ -207,8 +209,12 @@ def _anthropic_usage(u: FakeUsage, scenario: Scenario, output: int) -> dict[str,
         return None
     if _malformed(scenario):
         return {"input_tokens": str(u.uncached_input), "output_tokens": -3, "cache_read_input_tokens": None}
-    return {"input_tokens": u.uncached_input, "cache_creation_input_tokens": u.cache_write,
-            "cache_read_input_tokens": u.cache_read, "output_tokens": output}
+    usage: dict[str, Any] = {"input_tokens": u.uncached_input, "cache_creation_input_tokens": u.cache_write,
+                             "cache_read_input_tokens": u.cache_read, "output_tokens": output}
+    if u.cache_write:  # Anthropic's split of the writes by TTL, which Bedrock's own metering lacks
+        usage["cache_creation"] = {"ephemeral_5m_input_tokens": u.cache_write - u.cache_write_1h,
+                                   "ephemeral_1h_input_tokens": u.cache_write_1h}
+    return usage
 
 
 def _nova_usage(u: FakeUsage, scenario: Scenario) -> dict[str, Any] | None:
