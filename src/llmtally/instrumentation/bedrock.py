@@ -341,24 +341,7 @@ def _wrap_stream(response: dict[str, Any], key: str, accumulator: Any) -> None:
     if stream is None:
         accumulator.call.finish(None)
         return
-    response[key] = _EventStreamProxy(stream, accumulator)
-
-
-class _EventStreamProxy(TracedStream):
-    """:class:`TracedStream` for botocore's ``EventStream``, which is iterable but neither an iterator nor a
-    context manager: ``next(stream)`` and ``with stream:`` fail with the TypeError they raise without
-    instrumentation (instead of the proxy's AttributeError ending the call as an error)."""
-
-    def __next__(self) -> Any:
-        if not hasattr(type(self.__wrapped__), "__next__"):
-            raise TypeError(f"'{type(self.__wrapped__).__name__}' object is not an iterator")
-        return super().__next__()
-
-    def __enter__(self) -> Any:
-        if not hasattr(type(self.__wrapped__), "__enter__"):
-            raise TypeError(f"'{type(self.__wrapped__).__name__}' object does not support the context manager "
-                            "protocol")
-        return super().__enter__()
+    response[key] = TracedStream(stream, accumulator)
 
 
 def _converse_usage(holder: Any) -> Usage | None:

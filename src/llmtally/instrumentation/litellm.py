@@ -438,20 +438,6 @@ class _TracedLiteLLMStream(TracedStream, TracedAsyncStream):
             raise AttributeError("close")
         return partial(TracedStream.close, self)
 
-    # CustomStreamWrapper is no context manager: `with` / `async with` on the proxy must fail with the
-    # interpreter's own TypeError (not an AttributeError from the wrapped object), as without llmtally.
-    def __enter__(self) -> Any:
-        if not hasattr(type(self.__wrapped__), "__enter__"):
-            with self.__wrapped__:  # raises that TypeError, worded as this Python words it
-                pass
-        return TracedStream.__enter__(self)
-
-    async def __aenter__(self) -> Any:
-        if not hasattr(type(self.__wrapped__), "__aenter__"):
-            async with self.__wrapped__:  # likewise
-                pass
-        return await TracedAsyncStream.__aenter__(self)
-
     def __next__(self) -> Any:
         if self._self_started:
             return TracedStream.__next__(self)

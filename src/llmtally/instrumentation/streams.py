@@ -75,6 +75,8 @@ class TracedStream(wrapt.ObjectProxy[Any]):
         self._self_end(None)
 
     def __next__(self) -> Any:
+        if not hasattr(type(self.__wrapped__), "__next__"):  # iterable only (botocore's EventStream)
+            next(self.__wrapped__)  # raises the interpreter's own TypeError, as without llmtally
         acc = self._self_acc
         while True:
             try:
@@ -105,6 +107,9 @@ class TracedStream(wrapt.ObjectProxy[Any]):
             self._self_end(None)
 
     def __enter__(self) -> TracedStream:
+        if not hasattr(type(self.__wrapped__), "__enter__"):  # not a context manager: fail as without us
+            with self.__wrapped__:  # the interpreter's own TypeError, worded as this Python words it
+                pass
         self.__wrapped__.__enter__()
         return self
 
@@ -186,6 +191,9 @@ class TracedAsyncStream(wrapt.ObjectProxy[Any]):
             self._self_end(None)
 
     async def __aenter__(self) -> TracedAsyncStream:
+        if not hasattr(type(self.__wrapped__), "__aenter__"):  # as __enter__ above
+            async with self.__wrapped__:
+                pass
         await self.__wrapped__.__aenter__()
         return self
 
