@@ -30,12 +30,20 @@ SEL = ('gen_ai_provider_name=~"$provider", gen_ai_request_model=~"$model", '
 COST = "gen_ai_client_operation_cost_USD"
 CALLS = "gen_ai_client_operation_duration_seconds_count"
 TOKENS = "llmtally_tokens_total"
+NOT_SET = "(not set)"
 # Seconds from now to the end of the calendar month (UTC), as a scalar.
 SECONDS_LEFT_IN_MONTH = "scalar((days_in_month() - day_of_month()) * 86400 + 86400 - time() % 86400)"
 
 
 def sel(extra: str = "") -> str:
     return "{" + SEL + (", " + extra if extra else "") + "}"
+
+
+def cost_by_attribution(label: str) -> str:
+    """Spend by an allow-listed attribution label. Calls without it (all calls, when the key is not in
+    LLMTALLY_METRIC_ATTRIBUTES) have no such label: name them instead of drawing a bar without a name."""
+    return (f'sort_desc(label_replace(sum by ({label}) (increase({COST}_sum{sel()}[$__range])), '
+            f'"{label}", "{NOT_SET}", "{label}", ""))')
 
 
 S_CACHE_READ = sel('llmtally_token_kind="cache_read"')
@@ -102,33 +110,34 @@ def spend_dashboard() -> tuple[dict[str, Any], list[Row]]:
             Panel("Month to date", "stat", [Q(f"sum(increase({COST}_sum{sel()}[$__range]))", instant=True)],
                   unit="currencyUSD", width=4, height=5, time_from="now/M", decimals=2),
             Panel("Month-end forecast", "stat", [Q(
-                f"sum(increase({COST}_sum{sel()}[$__range])) + sum(rate({COST}_sum{sel()}[1d]))"
+                f"sum(increase({COST}_sum{sel()}[$__range])) + sum(rate({COST}_sum{sel()}[7d]))"
                 f" * {SECONDS_LEFT_IN_MONTH}", instant=True)],
                 unit="currencyUSD", width=4, height=5, time_from="now/M", decimals=2,
-                description="Month to date plus the last 24 hours' spend rate until the month ends. The "
-                            "LLMSpendForecastOverBudget alert uses llmtally:spend_usd:forecast_month_end "
-                            "(a predict_linear trend of the trailing 30 days) instead."),
+                description="Month to date plus the last 7 days' average spend rate until the month ends, "
+                            "for the calls the filters select: the rule llmtally:spend_usd:forecast_month_end "
+                            "(what LLMSpendForecastOverBudget compares with the budget) computes the same for "
+                            "all calls. Low in the first week of data."),
             Panel("Monthly budget", "stat", [Q("llmtally:budget_usd:monthly", instant=True)],
                   unit="currencyUSD", width=4, height=5, decimals=0,
                   description="The recording rule llmtally:budget_usd:monthly (alerts/llmtally.rules.yml): "
                               "set it once there."),
             Panel("Forecast / budget", "gauge", [Q(
-                f"(sum(increase({COST}_sum[$__range])) + sum(rate({COST}_sum[1d])) * {SECONDS_LEFT_IN_MONTH})"
-                " / scalar(llmtally:budget_usd:monthly)", instant=True)],
-                unit="percentunit", width=4, height=5, time_from="now/M", min=0,
+                "llmtally:spend_usd:forecast_month_end / scalar(llmtally:budget_usd:monthly)", instant=True)],
+                unit="percentunit", width=4, height=5, min=0,
                 thresholds=[(None, "green"), (0.8, "orange"), (1.0, "red")],
-                description="All spend (no filters), forecast to month end, against the budget rule."),
+                description="All spend (the filters do not apply), forecast to month end, against the budget: "
+                            "exactly what LLMSpendForecastOverBudget compares (over 100% for an hour pages)."),
             Panel("Burn rate now (1h)", "stat", [Q("llmtally:spend_burn_rate:1h", instant=True)],
                   unit="x", width=4, height=5, decimals=1,
                   thresholds=[(None, "green"), (6, "orange"), (14.4, "red")],
                   description="Spend rate over the last hour as a multiple of the budget's sustainable "
-                              "rate (budget / 30 days). 1 = on budget."),
+                              "rate (budget / 30 days). 1 = on budget. All spend: the filters do not apply."),
             Panel("Burn rate (x budget)", "timeseries", [
                 Q("llmtally:spend_burn_rate:5m", "5m"), Q("llmtally:spend_burn_rate:30m", "30m"),
                 Q("llmtally:spend_burn_rate:1h", "1h"), Q("llmtally:spend_burn_rate:6h", "6h")],
                 unit="x", width=12, thresholds=[(None, "green"), (6, "orange"), (14.4, "red")],
                 description="Alert thresholds: 14.4x over 1h and 5m (LLMSpendFastBurn), 6x over 6h and 30m "
-                            "(LLMSpendSlowBurn)."),
+                            "(LLMSpendSlowBurn). All spend: the filters do not apply."),
             Panel(f"Spend rate by provider ({usd_h})", "timeseries", [Q(
                 f"sum by (gen_ai_provider_name) (rate({COST}_sum{sel()}[$__rate_interval])) * 3600",
                 "{{gen_ai_provider_name}}")], unit="currencyUSD", width=12, stack=True),
@@ -149,16 +158,16 @@ def spend_dashboard() -> tuple[dict[str, Any], list[Row]]:
             Panel("Cost by provider", "bargauge", [Q(
                 f"sort_desc(sum by (gen_ai_provider_name) (increase({COST}_sum{sel()}[$__range])))",
                 "{{gen_ai_provider_name}}", instant=True)], unit="currencyUSD", width=6, height=9),
-            Panel("Cost by feature", "bargauge", [Q(
-                f"sort_desc(sum by (llmtally_feature) (increase({COST}_sum{sel()}[$__range])))",
-                "{{llmtally_feature}}", instant=True)], unit="currencyUSD", width=6, height=9,
-                description="Needs llmtally.feature in LLMTALLY_METRIC_ATTRIBUTES (an empty name is calls "
-                            "made outside any llmtally.attributes(feature=...))."),
-            Panel("Cost by tenant", "bargauge", [Q(
-                f"sort_desc(sum by (llmtally_tenant_id) (increase({COST}_sum{sel()}[$__range])))",
-                "{{llmtally_tenant_id}}", instant=True)], unit="currencyUSD", width=6, height=9,
-                description="Needs llmtally.tenant.id in LLMTALLY_METRIC_ATTRIBUTES; tenants past "
-                            "LLMTALLY_METRIC_ATTRIBUTE_LIMIT show as \"other\"."),
+            Panel("Cost by feature", "bargauge", [Q(cost_by_attribution("llmtally_feature"), "{{llmtally_feature}}",
+                                                    instant=True)], unit="currencyUSD", width=6, height=9,
+                description=f"Needs llmtally.feature in LLMTALLY_METRIC_ATTRIBUTES. \"{NOT_SET}\": calls made "
+                            "outside llmtally.attributes(feature=...), or every call when the key is not "
+                            "allow-listed."),
+            Panel("Cost by tenant", "bargauge", [Q(cost_by_attribution("llmtally_tenant_id"), "{{llmtally_tenant_id}}",
+                                                   instant=True)], unit="currencyUSD", width=6, height=9,
+                description=f"Needs llmtally.tenant.id in LLMTALLY_METRIC_ATTRIBUTES; tenants past "
+                            f"LLMTALLY_METRIC_ATTRIBUTE_LIMIT show as \"other\". \"{NOT_SET}\": calls without a "
+                            "tenant, or every call when the key is not allow-listed."),
         ]),
         Row("Tokens", [
             Panel("Input / output tokens per second", "timeseries", [Q(

@@ -12,7 +12,8 @@ expansion, and ``$$`` in the YAML is the config loader's escape for ``$``.
 Paths: ``span.attributes[...]``, ``span.cache[...]``, ``span.start_time_unix_nano`` with the transform
 processor's context prefix; ``attributes[...]``, ``start_time_unix_nano``, ``end_time_unix_nano``,
 ``instrumentation_scope.name`` without it (the signaltometrics connector's span context); ``metric.name``
-and ``metric.is_monotonic`` for metric statements; ``event_name`` for log records.
+and ``metric.is_monotonic`` for metric statements; ``resource.attributes[...]`` for resource statements;
+``event_name`` for log records.
 """
 
 from __future__ import annotations
@@ -475,7 +476,8 @@ def _convert_case(target: Value, case: Value) -> Value:
 
 
 def _concat(values: Value, delimiter: Value) -> Value:
-    return delimiter.join(_as_text(v) for v in values if v is not None and not isinstance(v, (dict, list)))
+    # As OTTL's Concat: a nil value is written as "<nil>", between delimiters like any other.
+    return delimiter.join("<nil>" if v is None else _as_text(v) for v in values if not isinstance(v, (dict, list)))
 
 
 def _extract_patterns(target: Value, pattern: Value) -> Value:

@@ -57,7 +57,17 @@ def test_the_shipped_budget_is_one_rule_that_everything_reads() -> None:
     # One group: alerts must see the recording rules of the same evaluation (see the file's header).
     assert len(groups) == 1
     burn = alert_rules()
-    assert "14.4" in burn["LLMSpendFastBurn"]["expr"] and "6" in burn["LLMSpendSlowBurn"]["expr"]
+    # The multi-window shape: a long and a short window, both over the same threshold.
+    assert burn["LLMSpendFastBurn"]["expr"] == \
+        "llmtally:spend_burn_rate:1h > 14.4 and llmtally:spend_burn_rate:5m > 14.4"
+    assert burn["LLMSpendSlowBurn"]["expr"] == "llmtally:spend_burn_rate:6h > 6 and llmtally:spend_burn_rate:30m > 6"
+    recorded = {r["record"]: r["expr"] for r in rules if "record" in r}
+    for window in ("5m", "30m", "1h", "6h"):
+        spend = f"sum(rate(gen_ai_client_operation_cost_USD_sum[{window}]))"
+        assert recorded[f"llmtally:spend_usd:rate{window}"] == spend
+        assert recorded[f"llmtally:spend_burn_rate:{window}"] == \
+            f"llmtally:spend_usd:rate{window} / llmtally:budget_usd:per_second"
+    assert recorded["llmtally:budget_usd:per_second"] == "llmtally:budget_usd:monthly / (30 * 86400)"
 
 
 @pytest.mark.parametrize(("old", "new", "failing_case"), [

@@ -20,7 +20,14 @@ import yaml
 from llmtally import semconv as sc
 from llmtally.cli import main
 from llmtally.collector import ottl
-from llmtally.collector.costconfig import CONNECTOR, COST_PROCESSOR, MONOTONIC_METRICS, metric_definitions, render
+from llmtally.collector.costconfig import (
+    CONNECTOR,
+    COST_PROCESSOR,
+    MONOTONIC_METRICS,
+    SINGLE_WRITER,
+    metric_definitions,
+    render,
+)
 from llmtally.collector.enrich import enrich_attributes
 from llmtally.collector.ottl import LOCAL_CATALOG, CostProgram, Selection, cost_program, select_catalog
 from llmtally.pricing import PriceBook, bundled_catalog
@@ -222,7 +229,10 @@ def test_gateway_queues_survive_a_backend_outage() -> None:
         spec = gateway["exporters"][exporter]
         assert spec["sending_queue"]["storage"] == "file_storage/queue", exporter
         assert spec["retry_on_failure"]["max_elapsed_time"] == 0, exporter  # 0: retried until delivered
-    assert gateway["exporters"]["prometheusremotewrite"]["wal"]["directory"]
+    # Metrics are cumulative (an outage loses resolution, never totals). The remote-write WAL is off: in
+    # otelcol-contrib it sends samples out of order, which Prometheus rejects for good (issue 41785).
+    prw = gateway["exporters"]["prometheusremotewrite"]
+    assert "wal" not in prw and prw["retry_on_failure"]["max_elapsed_time"] == 0
     assert gateway["service"]["pipelines"]["logs/usage"]["exporters"] == ["clickhouse"]
     usage_filter = gateway["processors"]["filter/usage_records"]["logs"]["log_record"]
     assert usage_filter == [f'event_name != "{sc.USAGE_EVENT_NAME}"']
@@ -247,7 +257,8 @@ def all_ottl(config: Mapping[str, Any]) -> Iterator[tuple[str, str, str | None]]
                 for statement in group["statements"]:
                     yield "statement", statement, "span"
             for statement in spec.get("metric_statements", []):
-                yield "statement", statement, "metric"
+                # flat statements: the collector infers the context from the paths' prefix
+                yield "statement", statement, "resource" if statement.startswith("set(resource.") else "metric"
         if _kind(name) == "filter":
             for condition in spec["logs"]["log_record"]:
                 yield "condition", condition, None
@@ -292,6 +303,8 @@ def test_interpreter_semantics_that_money_depends_on() -> None:
     parse_statement('set(span.cache["d"], Double(span.attributes["s"]) * 0.1 + span.attributes["f"])')(env)
     parse_statement('set(span.cache["nil"], span.attributes["missing"])')(env)
     assert env["cache"] == {"q": 3, "n": -3, "d": 12.0 * 0.1 + 0.1}  # set(x, nil) does nothing
+    parse_statement('set(span.cache["c"], Concat([span.attributes["s"], span.attributes["missing"]], "/"))')(env)
+    assert env["cache"].pop("c") == "12/<nil>"  # OTTL's Concat writes nil as "<nil>"
     assert parse_condition('span.attributes["missing"] < 1.0')(env) is False
     assert parse_condition('span.attributes["i"] == 7.0 and span.attributes["s"] != 12')(env) is True
     env["attributes"]["m"] = "gpt-4o-mini-2024-07-18"
@@ -358,6 +371,31 @@ def test_metric_definitions_use_llmtally_names_units_and_buckets() -> None:
     other = {"name": sc.METRIC_OPERATION_COST, "is_monotonic": False}
     parse_statement(monotonic, "metric")(other)
     assert other["is_monotonic"] is False
+
+
+def test_each_collector_replica_writes_its_own_series() -> None:
+    """The connector keeps the app's resource: two cost-enrichment replicas seeing spans of one app
+    instance must still export distinct Prometheus series (job/instance), or their cumulative counters
+    interleave in one series and every drop reads as a counter reset (spend counted again)."""
+    config = load("cost-enrichment.yaml")
+    processors = config["service"]["pipelines"]["metrics/llmtally"]["processors"]
+    assert processors.index(SINGLE_WRITER) < processors.index("deltatocumulative")
+    statements = config["processors"][SINGLE_WRITER]["metric_statements"]
+
+    def export(resource: dict[str, str]) -> tuple[str | None, str | None]:
+        env: dict[str, Any] = {"attributes": dict(resource)}
+        for text in statements:  # the transform runs each resource statement once per resource
+            parse_statement(text, "resource")(env)
+        # the Prometheus exporters' job and instance labels
+        return env["attributes"].get("service.name"), env["attributes"].get("service.instance.id")
+
+    app = {"service.name": "chatbot", "service.instance.id": "pod-7"}
+    a = export({**app, "signaltometrics.service.instance.id": "collector-a"})
+    b = export({**app, "signaltometrics.service.instance.id": "collector-b"})
+    assert a != b and a == ("chatbot", "pod-7/collector-a")
+    assert export({"service.name": "chatbot", "signaltometrics.service.instance.id": "collector-a"}) \
+        == ("chatbot", "collector-a")  # an app without an instance id: the replica alone tells them apart
+    assert export(app) == ("chatbot", "pod-7")  # not made by the connector: untouched
 
 
 def connector_values(attrs: Mapping[str, Any], scope: str = "app") -> dict[tuple[str, str], float]:

@@ -92,9 +92,26 @@ def test_queries_use_only_exported_metrics_and_shipped_recording_rules() -> None
     recorded = {r["record"] for g in groups for r in g["rules"] if "record" in r}
     known = exported_names() | recorded | {"ALERTS"}
     functions = {"sum", "rate", "increase", "histogram_quantile", "sort_desc", "scalar", "days_in_month",
-                 "day_of_month", "time", "by", "le", "vector"}
+                 "day_of_month", "time", "by", "le", "vector", "label_replace"}
     for q in dashboard_queries():
         # Identifiers outside label matchers, strings and grouping clauses are metric names or functions.
         bare = re.sub(r'\{[^}]*\}|"[^"]*"|by \([^)]*\)|\[[^\]]*\]', " ", q.expr)
         words = set(re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", bare)) - functions
         assert words <= known, (q.panel, words - known)
+
+
+def test_forecast_gauge_shows_what_the_forecast_alert_compares() -> None:
+    """An SRE paged by LLMSpendForecastOverBudget must find the alert's own number on the dashboard."""
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    (alert,) = [r for g in groups for r in g["rules"] if r.get("alert") == "LLMSpendForecastOverBudget"]
+    assert alert["expr"] == "llmtally:spend_usd:forecast_month_end > llmtally:budget_usd:monthly"
+    (gauge,) = [q for q in dashboard_queries() if q.panel == "Forecast / budget"]
+    assert gauge.expr == "llmtally:spend_usd:forecast_month_end / scalar(llmtally:budget_usd:monthly)"
+
+
+def test_cost_by_attribution_names_calls_without_the_label() -> None:
+    """Tenant and feature labels exist only when allow-listed: the panels name the rest, never a blank bar."""
+    for label in ("llmtally_feature", "llmtally_tenant_id"):
+        (query,) = [q for q in dashboard_queries() if re.search(rf"sum by \({label}\)", q.expr)]
+        assert f'label_replace(sum by ({label})' in query.expr and f'"{label}", "(not set)", "{label}", ""' \
+            in query.expr, query.expr

@@ -108,6 +108,7 @@ class Workload:
                                                    extra_headers=headers, **kwargs)
 
     def _once(self) -> None:
+        self.chat("gpt-4o-mini", NORMAL)  # outside any attribution: no tenant or feature label
         with llmtally.attributes(tenant_id="acme", feature="search"):
             self.chat("gpt-4o-mini", NORMAL)
             if self.spike:
@@ -119,7 +120,7 @@ class Workload:
             self.chat("gpt-4o-mini", headers={"X-Fake-Scenario": "malformed-usage"})
             with contextlib.suppress(openai.RateLimitError):
                 self.chat("gpt-4o-mini", headers={"X-Fake-Scenario": "error-429"})
-        self.calls += 6
+        self.calls += 7
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -149,6 +150,11 @@ def exporter() -> Iterator[llmtally.Configuration]:
 
 def firing(prom: Prometheus, name: str) -> list[dict[str, Any]]:
     return [a for a in prom.alerts() if a["labels"]["alertname"] == name and a["state"] == "firing"]
+
+
+def attribution_values(prom: Prometheus, panel: str, label: str) -> set[str]:
+    (query,) = [q for q in dashboard_queries() if q.panel == panel]
+    return {r["metric"].get(label, "") for r in prom.query(grafana_expr(query.expr))}
 
 
 def check_dashboards(prom: Prometheus) -> None:
@@ -193,6 +199,9 @@ def test_dashboards_and_fast_burn_on_a_real_prometheus(tmp_path: Path, fake_prov
         check_dashboards(prom)
         assert not load.errors, load.errors
         assert load.calls > 50
+        # Spend by tenant/feature names the calls made without one instead of drawing a nameless bar.
+        assert attribution_values(prom, "Cost by feature", "llmtally_feature") == {"search", "chat", "(not set)"}
+        assert attribution_values(prom, "Cost by tenant", "llmtally_tenant_id") == {"acme", "globex", "(not set)"}
 
 
 def test_dashboards_on_remote_written_metrics(tmp_path: Path, fake_provider: FakeProvider,

@@ -14,7 +14,14 @@ Differences from llmtally's own export, all due to what a collector can see:
 * token metrics read the semconv attributes (older spellings only for input/output totals) without
   llmtally's clamping of malformed counts;
 * only spans that reach the collector are counted: with head sampling in the apps, metrics are
-  estimates (each span is weighted by its ``AdjustedCount()`` when the sampler records a threshold).
+  estimates (each span is weighted by its ``AdjustedCount()`` when the sampler records a threshold);
+* each collector replica writes its own series: the connector keeps the span's resource (so Prometheus's
+  ``job``/``instance`` are the app's ``service.name``/``service.instance.id``) and marks its own identity
+  only in ``signaltometrics.service.instance.id``, which Prometheus exporters do not turn into a label.
+  Two replicas receiving spans of one app instance would then write one Prometheus series from two
+  cumulative counters (their values interleave and every drop reads as a counter reset: spend
+  multiplied). A transform appends the replica's id to ``service.instance.id`` to keep one writer per
+  series.
 """
 
 from __future__ import annotations
@@ -34,6 +41,14 @@ _SPAN_ATTRS: Final = (sc.GEN_AI_OPERATION_NAME, sc.GEN_AI_PROVIDER_NAME, sc.GEN_
 # Counters llmtally exports as monotonic sums (the connector's sums are not marked monotonic).
 MONOTONIC_METRICS: Final = (sc.METRIC_TOKENS_BY_KIND, sc.METRIC_UNPRICED_CALLS, sc.METRIC_ESTIMATED_CALLS)
 CONNECTOR: Final = "signaltometrics/llmtally"
+SINGLE_WRITER: Final = "transform/llmtally_single_writer"
+_INSTANCE: Final = 'resource.attributes["service.instance.id"]'
+_WRITER: Final = 'resource.attributes["signaltometrics.service.instance.id"]'
+# Resource statements (one run per resource): the app's instance id, or none, plus this replica's.
+SINGLE_WRITER_STATEMENTS: Final = (
+    f'set({_INSTANCE}, Concat([{_INSTANCE}, {_WRITER}], "/")) where {_INSTANCE} != nil and {_WRITER} != nil',
+    f"set({_INSTANCE}, {_WRITER}) where {_INSTANCE} == nil",
+)
 COST_PROCESSOR: Final = "transform/llmtally_cost"
 
 
@@ -166,6 +181,9 @@ def config_dict(program: CostProgram) -> dict[str, Any]:
             COST_PROCESSOR: {"error_mode": "ignore", "trace_statements": [
                 {"conditions": list(program.conditions), "statements": list(program.statements)}]},
             "transform/llmtally_monotonic": {"error_mode": "ignore", "metric_statements": [monotonic_statement()]},
+            # Its own processor: in one list with the metric statement above, the context would be the
+            # metric and the append would run once per metric of the resource.
+            SINGLE_WRITER: {"error_mode": "ignore", "metric_statements": list(SINGLE_WRITER_STATEMENTS)},
             "deltatocumulative": {"max_stale": "15m"},
             "batch": {"send_batch_size": 8192, "send_batch_max_size": 16384, "timeout": "1s"},
         },
@@ -175,8 +193,8 @@ def config_dict(program: CostProgram) -> dict[str, Any]:
             "extensions": _Flow(["health_check"]),
             "pipelines": {
                 "traces": _pipeline(["otlp"], ["memory_limiter", COST_PROCESSOR, "batch"], ["otlp/gateway", CONNECTOR]),
-                "metrics/llmtally": _pipeline([CONNECTOR], ["transform/llmtally_monotonic", "deltatocumulative",
-                                                            "batch"], ["otlp/gateway"]),
+                "metrics/llmtally": _pipeline([CONNECTOR], ["transform/llmtally_monotonic", SINGLE_WRITER,
+                                                            "deltatocumulative", "batch"], ["otlp/gateway"]),
                 "metrics": _pipeline(["otlp"], ["memory_limiter", "batch"], ["otlp/gateway"]),
                 "logs": _pipeline(["otlp"], ["memory_limiter", "batch"], ["otlp/gateway"]),
             },
