@@ -427,6 +427,35 @@ def test_rejected_request_is_an_error_with_exact_zero_usage(fake_provider: FakeP
     assert D(str(a["llmtally.cost.decimal"])) == 0
 
 
+def test_read_timeout_may_be_billed_so_it_is_estimated(fake_provider: FakeProvider,
+                                                      spans: InMemorySpanExporter) -> None:
+    # The request reached the provider and the client gave up waiting: the prompt may have been billed,
+    # so the call is an estimate (flagged), never an exact $0 like a refused request.
+    client = openai.OpenAI(base_url=fake_provider.openai_url, api_key="test-key", max_retries=0, timeout=0.2)
+    with pytest.raises(openai.APITimeoutError):
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES,
+                                       extra_headers={"X-Fake-Delay": "1.0"})
+    span = one_span(spans)
+    a = span.attributes or {}
+    assert span.status.status_code is StatusCode.ERROR and a["error.type"] == "APITimeoutError"
+    assert a["llmtally.usage.estimated"] is True
+    assert a["gen_ai.usage.input_tokens"] > 0 and a["gen_ai.usage.output_tokens"] == 0
+    assert a["llmtally.cost.status"] == "priced" and D(str(a["llmtally.cost.decimal"])) > 0
+
+
+def test_connection_refused_is_an_exact_zero(spans: InMemorySpanExporter) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="test-key", max_retries=0)
+    with pytest.raises(openai.APIConnectionError):
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    a = one_span(spans).attributes or {}
+    assert (a["gen_ai.usage.input_tokens"], a["llmtally.usage.estimated"]) == (0, False)
+
+
 def test_stream_cut_mid_way_has_estimated_partial_usage(fake_provider: FakeProvider,
                                                         spans: InMemorySpanExporter) -> None:
     seen = []

@@ -150,6 +150,30 @@ def capture_content_enabled() -> bool:
     return os.environ.get(sc.ENV_CAPTURE_MESSAGE_CONTENT, "").strip().lower() in ("1", "true", "yes", "on")
 
 
+# Failures after the request reached the provider (a read timeout, a dropped connection, a cancelled
+# wait): the model may have run and billed the prompt, so such a call is estimated, not an exact zero.
+# Matched by class name along the exception chain, because every SDK wraps its HTTP stack's errors.
+_MAYBE_BILLED = frozenset({"ReadTimeout", "ReadError", "RemoteProtocolError", "CancelledError", "IncompleteRead",
+                           "ReadTimeoutError", "ProtocolError", "ResponseStreamingError"})
+
+
+def maybe_billed(error: BaseException) -> bool:
+    """Whether a failed call may still have been billed. An HTTP error status means the provider refused
+    the request (not billed); a connect failure never reached it; a failure while waiting for or
+    reading the response may have been billed."""
+    seen: BaseException | None = error
+    for _ in range(6):  # the chain is short; a cycle or a deep chain must not loop
+        if seen is None:
+            return False
+        status = getattr(seen, "status_code", None)
+        if isinstance(status, int) and not isinstance(status, bool):
+            return False
+        if any(cls.__name__ in _MAYBE_BILLED for cls in type(seen).__mro__):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 class Call:
     """The span and the accounting of one LLM call."""
 
@@ -306,6 +330,8 @@ class Call:
             return
         self._done = True
         try:
+            if rejected and error is not None and maybe_billed(error):
+                rejected = False  # the request reached the model: estimate (flagged) rather than claim $0
             self._finish(usage, error, rejected, error_type)
         except Exception as exc:
             report_internal_error("call.finish", exc)
