@@ -56,7 +56,7 @@ from typing import Any
 
 import wrapt
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
-from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.util.types import AttributeValue
 
 from llmtally import semconv as sc
@@ -88,11 +88,7 @@ _OPERATIONS: dict[str, tuple[str, bool]] = {
 _MAX_BODY = 8 * 1024 * 1024
 
 
-class _Settings(Settings):
-    wrapped: bool = False
-
-
-_settings = _Settings()
+_settings = Settings()
 
 
 class BedrockInstrumentor(BaseInstrumentor):  # type: ignore[misc]
@@ -104,18 +100,12 @@ class BedrockInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     def _instrument(self, **kwargs: Any) -> None:
         _settings.configure(__name__, kwargs)
-        try:
-            wrapt.wrap_function_wrapper("botocore.client", "BaseClient._make_api_call", _make_api_call)
-            _settings.wrapped = True
-        except Exception as exc:  # a botocore layout we do not know: leave it alone
-            report_internal_error("bedrock.instrument", exc)
+        import botocore.client
+
+        _settings.wrap(botocore.client.BaseClient, "_make_api_call", _make_api_call, "bedrock.instrument")
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        if _settings.wrapped:
-            import botocore.client
-
-            unwrap(botocore.client.BaseClient, "_make_api_call")
-            _settings.wrapped = False
+        _settings.unwrap_all()
 
 
 def _service_name(instance: Any) -> Any:

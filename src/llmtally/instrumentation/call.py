@@ -20,8 +20,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+import wrapt
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.instrumentation.utils import unwrap
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
@@ -137,6 +139,25 @@ class Settings:
 
     tracer: trace.Tracer
     price_book: PriceBook | None = None
+    wrapped: list[tuple[Any, str]]
+
+    def __init__(self) -> None:
+        self.wrapped = []
+
+    def wrap(self, target: Any, name: str, wrapper: Callable[..., Any], kind: str) -> None:
+        """Wrap ``target.name`` (a class or module), remembered for :meth:`unwrap_all`. A failure (an SDK
+        layout we do not know) is counted under ``kind``, and that method is left alone."""
+        try:
+            wrapt.wrap_function_wrapper(target, name, wrapper)
+        except Exception as exc:
+            report_internal_error(kind, exc)
+            return
+        self.wrapped.append((target, name))
+
+    def unwrap_all(self) -> None:
+        while self.wrapped:
+            target, name = self.wrapped.pop()
+            unwrap(target, name)
 
     def configure(self, scope: str, kwargs: Mapping[str, Any]) -> None:
         from llmtally._version import __version__

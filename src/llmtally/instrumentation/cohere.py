@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 import wrapt
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
-from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
 from llmtally import semconv as sc
 from llmtally.estimate import REPLY_PRIMING_TOKENS, TOKENS_PER_MESSAGE, counter_for, estimate_prompt_tokens
@@ -42,15 +42,7 @@ from llmtally.instrumentation.call import Call, Settings, capture_content_enable
 from llmtally.instrumentation.streams import TracedAsyncStream, TracedStream
 from llmtally.usage import Usage, _fields, _get, from_cohere
 
-
-class _Settings(Settings):
-    wrapped: list[tuple[type, str]]
-
-    def __init__(self) -> None:
-        self.wrapped = []
-
-
-_settings = _Settings()
+_settings = Settings()
 
 _V2, _V1, _EMBED = "v2", "v1", "embed"
 Wrapper = Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], Any]
@@ -71,16 +63,10 @@ class CohereInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             report_internal_error("cohere.instrument", exc)
             return
         for cls, name, wrapper in targets:
-            try:
-                wrapt.wrap_function_wrapper(cls, name, wrapper)
-                _settings.wrapped.append((cls, name))
-            except Exception as exc:
-                report_internal_error("cohere.instrument", exc)
+            _settings.wrap(cls, name, wrapper, "cohere.instrument")
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        while _settings.wrapped:
-            cls, name = _settings.wrapped.pop()
-            unwrap(cls, name)
+        _settings.unwrap_all()
 
 
 def _targets(hooks: str) -> list[tuple[type, str, Wrapper]]:

@@ -121,6 +121,7 @@ class _Settings(Settings):
     patched: list[Any]
 
     def __init__(self) -> None:
+        super().__init__()
         self.host_providers = {}
         self.patched = []
 

@@ -47,7 +47,7 @@ from typing import Any
 
 import wrapt
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
-from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.util.types import AttributeValue
 
 from llmtally import semconv as sc
@@ -65,8 +65,8 @@ Wrapper = Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], A
 
 class _Settings(Settings):
     def __init__(self) -> None:
+        super().__init__()
         self.active = False
-        self.wrapped: list[tuple[Any, str]] = []
         self.litellm: Any = None
         self.stream_type: type | None = None
 
@@ -89,9 +89,7 @@ class LiteLLMInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     def _uninstrument(self, **kwargs: Any) -> None:
         _settings.active = False
-        while _settings.wrapped:
-            module, name = _settings.wrapped.pop()
-            unwrap(module, name)
+        _settings.unwrap_all()
 
 
 def _on_import(module: Any) -> None:
@@ -109,12 +107,8 @@ def _on_import(module: Any) -> None:
     for target in (module, main):
         for name, operation, is_async in (("completion", CHAT, False), ("acompletion", CHAT, True),
                                           ("embedding", EMBEDDINGS, False), ("aembedding", EMBEDDINGS, True)):
-            try:
-                wrapper = _async_wrapper(operation) if is_async else _sync_wrapper(operation)
-                wrapt.wrap_function_wrapper(target, name, wrapper)
-                _settings.wrapped.append((target, name))
-            except Exception as exc:
-                report_internal_error("litellm.instrument", exc)
+            wrapper = _async_wrapper(operation) if is_async else _sync_wrapper(operation)
+            _settings.wrap(target, name, wrapper, "litellm.instrument")
 
 
 def _sync_wrapper(operation: str) -> Wrapper:

@@ -47,9 +47,8 @@ from enum import Enum
 from functools import partial
 from typing import Any, TypeGuard
 
-import wrapt
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
-from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.util.types import AttributeValue
 
 from llmtally import semconv as sc
@@ -60,15 +59,7 @@ from llmtally.instrumentation.hosts import server_of
 from llmtally.instrumentation.streams import TracedAsyncStream, TracedStream
 from llmtally.usage import Usage, _fields, from_mistral
 
-
-class _Settings(Settings):
-    wrapped: list[tuple[type, str]]
-
-    def __init__(self) -> None:
-        self.wrapped = []
-
-
-_settings = _Settings()
+_settings = Settings()
 
 Wrapper = Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], Any]
 
@@ -98,16 +89,10 @@ class MistralInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             for method in methods:
                 if not callable(getattr(cls, method, None)):
                     continue
-                try:
-                    wrapt.wrap_function_wrapper(cls, method, _wrapper(operation, method))
-                    _settings.wrapped.append((cls, method))
-                except Exception as exc:
-                    report_internal_error("mistralai.instrument", exc)
+                _settings.wrap(cls, method, _wrapper(operation, method), "mistralai.instrument")
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        while _settings.wrapped:
-            cls, method = _settings.wrapped.pop()
-            unwrap(cls, method)
+        _settings.unwrap_all()
 
 
 def _resource_class(module: str, name: str) -> type:

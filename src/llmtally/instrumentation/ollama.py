@@ -40,6 +40,7 @@ class _Settings(Settings):
     rebound: dict[str, Any]
 
     def __init__(self) -> None:
+        super().__init__()
         self.rebound = {}
 
 
