@@ -422,3 +422,25 @@ def test_recorded_payload_through_the_sdk(fake_provider: FakeProvider, spans: In
         assert D(str(a["llmtally.cost.decimal"])) == (billed_in * rate_in + billed_out * rate_out) / M
     else:
         assert a["llmtally.cost.status"] == "unpriced"
+
+
+@pytest.mark.parametrize(("client_name", "provider", "host"), [
+    ("BedrockClientV2", "aws.bedrock", "bedrock-runtime.eu-west-1.amazonaws.com"),
+    ("BedrockClient", "aws.bedrock", "bedrock-runtime.eu-west-1.amazonaws.com"),
+    ("SagemakerClientV2", "aws.sagemaker", "runtime.sagemaker.eu-west-1.amazonaws.com"),
+])
+def test_other_cloud_clients_report_their_provider(client_name: str, provider: str, host: str) -> None:
+    # These clients keep api.cohere.com as base URL and re-route each request in an httpx hook: the
+    # calls go to AWS and are billed there, so they must not be reported (and priced) as Cohere's.
+    pytest.importorskip("boto3")
+    from llmtally.instrumentation.cohere import _destination
+
+    client = getattr(cohere, client_name)(aws_access_key="a", aws_secret_key="b", aws_region="eu-west-1")
+    assert client._client_wrapper.get_base_url().startswith("https://api.cohere.com")
+    assert _destination(client._client_wrapper) == (provider, host, 443)
+
+
+def test_plain_clients_report_cohere(fake_provider: FakeProvider) -> None:
+    from llmtally.instrumentation.cohere import _destination
+
+    assert _destination(v2(fake_provider)._client_wrapper) == ("cohere", "127.0.0.1", fake_provider.port)

@@ -61,6 +61,9 @@ class Provider:
     # (self-hosted servers, gateways): deliberately no catalog provider, so unpriced without a price file.
     OPENAI_COMPATIBLE: Final = "openai_compatible"
     ANTHROPIC_COMPATIBLE: Final = "anthropic_compatible"
+    # Cohere's SDK clients for other clouds (not semconv well-known names; lower-case as semconv asks).
+    AWS_SAGEMAKER: Final = "aws.sagemaker"
+    OCI_GENERATIVE_AI: Final = "oci.generative_ai"
     # A LiteLLM call whose model litellm cannot route to a provider (litellm rejects it).
     LITELLM: Final = "litellm"
 

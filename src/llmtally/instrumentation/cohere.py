@@ -18,10 +18,12 @@ included, with ``cached_tokens`` beside) and bills ``billed_units``; the span re
 cost prices the billed units. v2 streams carry usage in ``message-end``'s ``delta.usage``, v1 streams in
 ``stream-end``'s ``response.meta``; without them the output is estimated from the streamed text.
 
-Not covered: v1 ``embed`` (batched over a thread pool by ``Client.embed``), ``generate``, ``rerank``,
-and the Bedrock / SageMaker / OCI client variants, which reach other clouds through httpx event hooks
-while their base URL still says ``api.cohere.com``. The SDK does not trace itself (no OpenTelemetry in
-cohere 7.x), so nothing is counted twice.
+The Bedrock / SageMaker / OCI client variants reach other clouds through httpx event hooks while their
+base URL still says ``api.cohere.com``: the hook tells the provider (``aws.bedrock``, ``aws.sagemaker``,
+``oci.generative_ai``) and host, checked on real client instances (their traffic itself is not replayed).
+
+Not covered: v1 ``embed`` (batched over a thread pool by ``Client.embed``), ``generate``, ``rerank``.
+The SDK does not trace itself (no OpenTelemetry in cohere 7.x), so nothing is counted twice.
 """
 
 from __future__ import annotations
@@ -124,10 +126,7 @@ def _start(instance: Any, kwargs: dict[str, Any], api: str, stream: bool) -> Cal
         return None
     try:
         wrapper = getattr(instance, "_client_wrapper", None)
-        base = wrapper.get_base_url() if wrapper is not None else None
-        parts = urlsplit(str(base)) if base else None
-        host = parts.hostname if parts else None
-        port = (parts.port or (443 if parts.scheme == "https" else 80)) if parts else None
+        provider, host, port = _destination(wrapper)
         model = kwargs.get("model")
         model = model if isinstance(model, str) else None
         capture = capture_content_enabled()
@@ -151,7 +150,7 @@ def _start(instance: Any, kwargs: dict[str, Any], api: str, stream: bool) -> Cal
             prompt = _prompt(api, kwargs)
             if prompt is not None:
                 attrs[sc.GEN_AI_INPUT_MESSAGES] = json.dumps(prompt, default=_jsonable)[:100_000]
-        return Call(_settings.tracer, provider=sc.Provider.COHERE,
+        return Call(_settings.tracer, provider=provider,
                     operation=sc.Operation.EMBEDDINGS if api == _EMBED else sc.Operation.CHAT,
                     request_model=model, server_address=host, server_port=port, streaming=stream, attributes=attrs,
                     price_book=_settings.price_book, estimate_input=lambda: _estimate(api, kwargs, model),
@@ -159,6 +158,45 @@ def _start(instance: Any, kwargs: dict[str, Any], api: str, stream: bool) -> Cal
     except Exception as exc:
         report_internal_error("cohere.start", exc)
         return None
+
+
+def _destination(wrapper: Any) -> tuple[str, str | None, int | None]:
+    """Provider, host and port a client's requests go to. Cohere's Bedrock, SageMaker and OCI clients keep
+    ``api.cohere.com`` as their base URL and re-route every request in an httpx request hook
+    (``cohere.aws_client`` / ``cohere.oci_client``): the hook's module and its closure tell the cloud."""
+    base = wrapper.get_base_url() if wrapper is not None else None
+    parts = urlsplit(str(base)) if base else None
+    host = parts.hostname if parts else None
+    port = (parts.port or (443 if parts.scheme == "https" else 80)) if parts else None
+    try:
+        hooks = wrapper.httpx_client.httpx_client.event_hooks.get("request") or ()
+    except Exception:  # no httpx client we know of: the base URL is where requests go
+        hooks = ()
+    for hook in hooks:
+        module = getattr(hook, "__module__", None) or ""
+        if module.endswith(".oci_client"):
+            region = _closure(hook).get("oci_region")
+            host = f"inference.generativeai.{region}.oci.oraclecloud.com" if isinstance(region, str) else None
+            return sc.Provider.OCI_GENERATIVE_AI, host, 443
+        if module.endswith(".aws_client"):
+            closure = _closure(hook)
+            service, region = closure.get("service"), closure.get("aws_region")
+            cloud = sc.Provider.AWS_BEDROCK if service == "bedrock" else sc.Provider.AWS_SAGEMAKER
+            runtime = "bedrock-runtime" if service == "bedrock" else "runtime.sagemaker"
+            return cloud, (f"{runtime}.{region}.amazonaws.com" if isinstance(region, str) else None), 443
+    return sc.Provider.COHERE, host, port
+
+
+def _closure(function: Any) -> dict[str, Any]:
+    names = getattr(getattr(function, "__code__", None), "co_freevars", ())
+    cells = getattr(function, "__closure__", None) or ()
+    values: dict[str, Any] = {}
+    for name, cell in zip(names, cells, strict=False):  # a function without a closure has neither
+        try:
+            values[name] = cell.cell_contents
+        except ValueError:  # an empty cell
+            continue
+    return values
 
 
 def _jsonable(value: Any) -> Any:
