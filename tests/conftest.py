@@ -17,6 +17,24 @@ if "LLMTALLY_TEST_DATA_HOME" not in os.environ:
     os.environ["LLMTALLY_TEST_DATA_HOME"] = os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="llmtally-tests-")
 
 
+def only_span(spans: Any) -> Any:
+    """The one finished span of an in-memory exporter (its list in the message when there are others)."""
+    finished = spans.get_finished_spans()
+    assert len(finished) == 1, [(s.name, s.instrumentation_scope.name) for s in finished]
+    return finished[0]
+
+
+def attrs(span: Any) -> dict[str, Any]:
+    return dict(span.attributes or {})
+
+
+def cost(a: dict[str, Any]) -> Any:
+    """A span's exact cost (its ``llmtally.cost.decimal`` attribute) as a Decimal."""
+    from decimal import Decimal
+
+    return Decimal(str(a["llmtally.cost.decimal"]))
+
+
 def real_payloads_path() -> Path:
     """``shared/fixtures/real-payloads.jsonl``: beside the checkout (as CI lays it out), else the
     workplace's shared folder; ``LLMTALLY_REAL_PAYLOADS`` overrides both."""

@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from llmtally.testing import FakeProvider, Recording, bedrock_wire
-from tests.conftest import TRACER_PROVIDER, make_pipeline, real_payloads
+from tests.conftest import TRACER_PROVIDER, attrs, cost, make_pipeline, only_span, real_payloads
 
 boto3 = pytest.importorskip("boto3")
 from botocore.config import Config  # noqa: E402
@@ -98,19 +98,6 @@ def client(fake: FakeProvider, usage: dict[str, int] | None = None, **headers: s
 
     c.meta.events.register("before-sign.bedrock-runtime.*", add_headers)
     return c
-
-
-def only_span(spans: InMemorySpanExporter) -> ReadableSpan:
-    (span,) = spans.get_finished_spans()
-    return span
-
-
-def attrs(span: ReadableSpan) -> dict[str, Any]:
-    return dict(span.attributes or {})
-
-
-def cost(a: dict[str, Any]) -> Decimal:
-    return D(str(a["llmtally.cost.decimal"]))
 
 
 def assert_claude_priced(span: ReadableSpan, fake: FakeProvider, stream: bool, model: str = CLAUDE) -> None:

@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from llmtally.testing import FakeProvider, cohere_wire
-from tests.conftest import TRACER_PROVIDER, real_payloads, serve_recording
+from tests.conftest import TRACER_PROVIDER, attrs, only_span, real_payloads, serve_recording
 
 cohere = pytest.importorskip("cohere")
 
@@ -61,15 +61,6 @@ def v2(fake: FakeProvider) -> Any:
 
 def av2(fake: FakeProvider) -> Any:
     return cohere.AsyncClientV2(api_key="test", base_url=fake.url, max_retries=0)
-
-
-def only_span(spans: InMemorySpanExporter) -> ReadableSpan:
-    (span,) = spans.get_finished_spans()
-    return span
-
-
-def attrs(span: ReadableSpan) -> dict[str, Any]:
-    return dict(span.attributes or {})
 
 
 def assert_chat_priced(span: ReadableSpan, fake: FakeProvider, stream: bool) -> None:

@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from llmtally.testing import FakeProvider
-from tests.conftest import TRACER_PROVIDER, real_payloads, serve_recording
+from tests.conftest import TRACER_PROVIDER, only_span, real_payloads, serve_recording
 
 genai = pytest.importorskip("google.genai")
 types = pytest.importorskip("google.genai.types")
@@ -46,11 +46,6 @@ def client(fake: FakeProvider, vertex: bool = False, **headers: str) -> Any:
         return genai.Client(vertexai=True, project="test-project", location="us-central1",
                             credentials=Credentials(token="test-token"), http_options=options)
     return genai.Client(api_key="test-key", http_options=options)
-
-
-def only_span(spans: InMemorySpanExporter) -> ReadableSpan:
-    (span,) = spans.get_finished_spans()
-    return span
 
 
 def assert_priced(span: ReadableSpan, provider: str, stream: bool) -> None:

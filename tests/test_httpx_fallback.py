@@ -29,7 +29,7 @@ from llmtally.instrumentation import _guard
 from llmtally.instrumentation import httpx_fallback as fb
 from llmtally.instrumentation.httpx_fallback import HttpxInstrumentor
 from llmtally.testing import FakeProvider, Recording, Route, StreamReply, anthropic_wire, openai_wire, sse
-from tests.conftest import TRACER_PROVIDER, make_pipeline, real_payloads, serve_recording
+from tests.conftest import TRACER_PROVIDER, attrs, make_pipeline, only_span, real_payloads, serve_recording
 
 D = Decimal
 M = D(1_000_000)
@@ -68,16 +68,6 @@ def instrumented() -> Iterator[None]:
 def fake() -> Iterator[FakeProvider]:
     with FakeProvider(routes=[*openai_wire.ROUTES, *anthropic_wire.ROUTES]) as server:
         yield server
-
-
-def only_span(spans: InMemorySpanExporter) -> ReadableSpan:
-    finished = spans.get_finished_spans()
-    assert len(finished) == 1, [(s.name, s.instrumentation_scope.name) for s in finished]
-    return finished[0]
-
-
-def attrs(span: ReadableSpan) -> dict[str, Any]:
-    return dict(span.attributes or {})
 
 
 def chat_body(**extra: Any) -> dict[str, Any]:

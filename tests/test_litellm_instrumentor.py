@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from llmtally.testing import FakeProvider
-from tests.conftest import TRACER_PROVIDER, make_pipeline, real_payloads, serve_recording
+from tests.conftest import TRACER_PROVIDER, attrs, cost, make_pipeline, only_span, real_payloads, serve_recording
 
 # litellm fetches its model cost map (and, on the Anthropic route, a beta-headers file) over the network
 # unless told not to: before it is imported.
@@ -142,19 +142,6 @@ def anthropic_kwargs(fake: FakeProvider, **headers: str) -> dict[str, Any]:
 def embed_kwargs(fake: FakeProvider, **headers: str) -> dict[str, Any]:
     return {"model": f"openai/{EMBED_MODEL}", "input": ["a", "b"], "api_base": fake.openai_url, "api_key": "k",
             "extra_headers": {**HEADERS, **headers}}
-
-
-def only_span(spans: InMemorySpanExporter) -> ReadableSpan:
-    (span,) = spans.get_finished_spans()
-    return span
-
-
-def attrs(span: ReadableSpan) -> dict[str, Any]:
-    return dict(span.attributes or {})
-
-
-def cost(a: dict[str, Any]) -> Decimal:
-    return D(str(a["llmtally.cost.decimal"]))
 
 
 def assert_priced(span: ReadableSpan, fake: FakeProvider, route: str, stream: bool) -> None:

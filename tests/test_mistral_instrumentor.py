@@ -23,7 +23,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from llmtally import usage as usage_module
 from llmtally.testing import FakeProvider, Recording, mistral_wire
 from llmtally.usage import Usage
-from tests.conftest import TRACER_PROVIDER, real_payloads, serve_recording
+from tests.conftest import TRACER_PROVIDER, attrs, only_span, real_payloads, serve_recording
 
 pytest.importorskip("mistralai.client")
 from mistralai.client import Mistral, errors, models
@@ -75,15 +75,6 @@ def headers(usage: dict[str, int] | None = None, **more: str) -> dict[str, str]:
 
 def scenario(flags: str) -> dict[str, str]:
     return headers(**{"X-Fake-Scenario": flags})
-
-
-def only_span(spans: InMemorySpanExporter) -> ReadableSpan:
-    (span,) = spans.get_finished_spans()
-    return span
-
-
-def attrs(span: ReadableSpan) -> dict[str, Any]:
-    return dict(span.attributes or {})
 
 
 def assert_priced(span: ReadableSpan, fake: FakeProvider, *, stream: bool, operation: str = "chat",

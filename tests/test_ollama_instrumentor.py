@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from llmtally.testing import FakeProvider, Recording, ollama_wire
-from tests.conftest import TRACER_PROVIDER, real_payloads, serve_recording
+from tests.conftest import TRACER_PROVIDER, only_span, real_payloads, serve_recording
 
 ollama = pytest.importorskip("ollama")
 
@@ -63,11 +63,6 @@ def client(fake: FakeProvider, headers: dict[str, str] | None = None, **scenario
 
 def async_client(fake: FakeProvider, **headers: str) -> Any:
     return ollama.AsyncClient(host=fake.url, headers={"X-Fake-Usage": json.dumps(USAGE), **headers})
-
-
-def only_span(spans: InMemorySpanExporter) -> ReadableSpan:
-    (span,) = spans.get_finished_spans()
-    return span
 
 
 def assert_cost_status(a: Any) -> None:
