@@ -35,6 +35,40 @@ def cost(a: dict[str, Any]) -> Any:
     return Decimal(str(a["llmtally.cost.decimal"]))
 
 
+# The set-up of subprocess scenarios that need a *global* tracer provider (SDKs that trace themselves use
+# it): spans in ``exporter``, usage records and metrics in ``pipeline``. Scenarios append their own code.
+GLOBAL_PIPELINE = """
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from tests.conftest import make_pipeline
+
+exporter = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+pipeline = make_pipeline()
+provider.add_span_processor(pipeline.processor)
+trace.set_tracer_provider(provider)
+"""
+
+
+def run_scenario(code: str, *args: str, drop_env: tuple[str, ...] = (), set_env: dict[str, str] | None = None,
+                 timeout: float = 120) -> Any:
+    """Run ``code`` in a fresh interpreter from the repository root (``sys.argv[1:]`` = ``args``), without
+    the environment variables starting with ``drop_env``; returns the JSON of its last printed line."""
+    import json
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not (drop_env and k.startswith(drop_env))}
+    env.update(set_env or {})
+    proc = subprocess.run([sys.executable, "-c", code, *args], cwd=_REPO, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def real_payloads_path() -> Path:
     """``shared/fixtures/real-payloads.jsonl``: beside the checkout (as CI lays it out), else the
     workplace's shared folder; ``LLMTALLY_REAL_PAYLOADS`` overrides both."""

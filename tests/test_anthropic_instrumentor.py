@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +13,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from llmtally.testing import FakeProvider
-from tests.conftest import TRACER_PROVIDER
+from tests.conftest import GLOBAL_PIPELINE, TRACER_PROVIDER, run_scenario
 
 anthropic = pytest.importorskip("anthropic")
 
@@ -153,21 +150,9 @@ def test_bedrock_and_vertex_clients_report_their_providers() -> None:
     assert _provider(plain, "127.0.0.1") == "anthropic"  # an unknown host: still Anthropic's wire
 
 
-SDK_TRACING_SCENARIO = """
+SDK_TRACING_SCENARIO = GLOBAL_PIPELINE + """
 import json, sys, anthropic
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from llmtally.instrumentation.anthropic import AnthropicInstrumentor
-from tests.conftest import make_pipeline
-
-exporter = InMemorySpanExporter()
-provider = TracerProvider()
-provider.add_span_processor(SimpleSpanProcessor(exporter))
-pipeline = make_pipeline()
-provider.add_span_processor(pipeline.processor)
-trace.set_tracer_provider(provider)  # the anthropic SDK's own tracing uses the global provider
 AnthropicInstrumentor().instrument(tracer_provider=provider)
 client = anthropic.Anthropic(base_url=sys.argv[1], api_key="k", max_retries=0)
 headers = {"X-Fake-Usage": sys.argv[2]}
@@ -192,14 +177,8 @@ print(json.dumps({
 def test_with_the_sdks_own_tracing_on_a_call_counts_once(fake_provider: FakeProvider) -> None:
     """anthropic >= 2 traces itself by default (ANTHROPIC_OPEN_TELEMETRY unset): its span nests under
     llmtally's and the usage processor counts the call once."""
-    import os
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
-    proc = subprocess.run([sys.executable, "-c", SDK_TRACING_SCENARIO, fake_provider.anthropic_url,
-                           json.dumps(USAGE)], cwd=Path(__file__).resolve().parents[1], env=env,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = run_scenario(SDK_TRACING_SCENARIO, fake_provider.anthropic_url, json.dumps(USAGE),
+                          drop_env=("ANTHROPIC_",))
     assert result["scopes"].count("com.anthropic.sdk.python") == 2, result  # the SDK's own spans are kept
     assert result["sdk_parents"] == ["llmtally.instrumentation.anthropic"] * 2  # nested under ours
     assert result["records"] == 2 and [D(c) for c in result["costs"]] == [COST, COST]  # counted once each

@@ -8,11 +8,8 @@ import gzip
 import json
 import re
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -29,7 +26,16 @@ from llmtally.instrumentation import _guard
 from llmtally.instrumentation import httpx_fallback as fb
 from llmtally.instrumentation.httpx_fallback import HttpxInstrumentor
 from llmtally.testing import FakeProvider, Recording, Route, StreamReply, anthropic_wire, openai_wire, sse
-from tests.conftest import TRACER_PROVIDER, attrs, make_pipeline, only_span, real_payloads, serve_recording
+from tests.conftest import (
+    GLOBAL_PIPELINE,
+    TRACER_PROVIDER,
+    attrs,
+    make_pipeline,
+    only_span,
+    real_payloads,
+    run_scenario,
+    serve_recording,
+)
 
 D = Decimal
 M = D(1_000_000)
@@ -674,21 +680,9 @@ def test_with_opentelemetry_instrumentation_httpx(mod: ModuleType, fake: FakePro
     assert len(records) == 2
 
 
-ANTHROPIC_SDK_SCENARIO = """
+ANTHROPIC_SDK_SCENARIO = GLOBAL_PIPELINE + """
 import json, sys, anthropic
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from llmtally.instrumentation.httpx_fallback import HttpxInstrumentor
-from tests.conftest import make_pipeline
-
-exporter = InMemorySpanExporter()
-provider = TracerProvider()
-provider.add_span_processor(SimpleSpanProcessor(exporter))
-pipeline = make_pipeline()
-provider.add_span_processor(pipeline.processor)
-trace.set_tracer_provider(provider)  # the anthropic SDK's own tracing uses the global provider
 HttpxInstrumentor().instrument(tracer_provider=provider, host_providers={"127.0.0.1": "wire"})
 client = anthropic.Anthropic(base_url=sys.argv[1], api_key="k", max_retries=0)
 headers = {"X-Fake-Usage": sys.argv[2]}
@@ -714,14 +708,8 @@ def test_anthropic_sdk_tracing_itself_with_only_the_fallback_counts_once(fake: F
     """anthropic >= 2 traces itself by default (span with token usage) and sends through httpx2: the
     fallback's span nests under the SDK's, and the usage processor counts each call once."""
     pytest.importorskip("anthropic")
-    import os
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
-    proc = subprocess.run([sys.executable, "-c", ANTHROPIC_SDK_SCENARIO, fake.anthropic_url, json.dumps(A_USAGE),
-                           CLAUDE], cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = run_scenario(ANTHROPIC_SDK_SCENARIO, fake.anthropic_url, json.dumps(A_USAGE), CLAUDE,
+                          drop_env=("ANTHROPIC_",))
     assert result["scopes"].count("com.anthropic.sdk.python") == 2, result
     assert result["fallback_parents"] == ["com.anthropic.sdk.python"] * 2, result
     assert result["sources"] == ["llmtally", "llmtally"], result  # llmtally's records, not the SDK's spans

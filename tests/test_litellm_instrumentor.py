@@ -8,11 +8,8 @@ import gc
 import json
 import os
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +18,16 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from llmtally.testing import FakeProvider
-from tests.conftest import TRACER_PROVIDER, attrs, cost, make_pipeline, only_span, real_payloads, serve_recording
+from tests.conftest import (
+    TRACER_PROVIDER,
+    attrs,
+    cost,
+    make_pipeline,
+    only_span,
+    real_payloads,
+    run_scenario,
+    serve_recording,
+)
 
 # litellm fetches its model cost map (and, on the Anthropic route, a beta-headers file) over the network
 # unless told not to: before it is imported.
@@ -828,9 +834,5 @@ print(json.dumps({"imported_by_us": imported_by_us, "attempts": attempts,
 def test_never_imports_litellm_and_makes_no_network_call(fake: FakeProvider) -> None:
     """instrument() before litellm is imported wraps it on import (so ``from litellm import completion`` is
     traced) without importing it itself; with the app's offline settings nothing leaves 127.0.0.1."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LITELLM_")}
-    proc = subprocess.run([sys.executable, "-c", NO_NETWORK_SCENARIO, fake.anthropic_url],
-                          cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True, timeout=180)
-    assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = run_scenario(NO_NETWORK_SCENARIO, fake.anthropic_url, drop_env=("LITELLM_",), timeout=180)
     assert result == {"imported_by_us": False, "attempts": [], "spans": [25]}

@@ -6,12 +6,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +19,15 @@ from opentelemetry.trace import SpanKind, StatusCode
 from llmtally import usage as usage_module
 from llmtally.testing import FakeProvider, Recording, mistral_wire
 from llmtally.usage import Usage
-from tests.conftest import TRACER_PROVIDER, attrs, only_span, real_payloads, serve_recording
+from tests.conftest import (
+    GLOBAL_PIPELINE,
+    TRACER_PROVIDER,
+    attrs,
+    only_span,
+    real_payloads,
+    run_scenario,
+    serve_recording,
+)
 
 pytest.importorskip("mistralai.client")
 from mistralai.client import Mistral, errors, models
@@ -605,21 +609,9 @@ def test_recorded_payload_through_the_sdk(fake: FakeProvider, spans: InMemorySpa
 
 # --- the SDK's own tracing, with a global tracer provider as a user sets it ----------------------------------
 
-SDK_TRACING_SCENARIO = """
+SDK_TRACING_SCENARIO = GLOBAL_PIPELINE + """
 import asyncio, json, sys
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from mistralai.client import Mistral
-from tests.conftest import make_pipeline
-
-exporter = InMemorySpanExporter()
-provider = TracerProvider()
-provider.add_span_processor(SimpleSpanProcessor(exporter))
-pipeline = make_pipeline()
-provider.add_span_processor(pipeline.processor)
-trace.set_tracer_provider(provider)  # the mistralai SDK's own tracing uses the global provider
 if sys.argv[3] == "instrumented":
     from llmtally.instrumentation.mistralai import MistralInstrumentor
     MistralInstrumentor().instrument()
@@ -630,13 +622,11 @@ client.chat.complete(model="mistral-small-latest", messages=msgs, http_headers=h
 with client.chat.stream(model="mistral-small-latest", messages=msgs, http_headers=h) as s:
     list(s)
 client.embeddings.create(model="mistral-embed", inputs=["a"], http_headers=h)
-
 async def run():
     await client.chat.complete_async(model="mistral-small-latest", messages=msgs, http_headers=h)
     s = await client.chat.stream_async(model="mistral-small-latest", messages=msgs, http_headers=h)
     async for _ in s:
         pass
-
 asyncio.run(run())
 spans = exporter.get_finished_spans()
 by_id = {s.context.span_id: s for s in spans}
@@ -652,15 +642,10 @@ print(json.dumps({
 SCENARIO_COSTS = sorted([str(COST.normalize())] * 4 + [str(EMBED_COST.normalize())])
 
 
-def run_scenario(fake: FakeProvider, telemetry: str | None, mode: str) -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MISTRAL_", "OTEL_"))}
-    if telemetry is not None:
-        env["MISTRAL_SDK_TELEMETRY"] = telemetry
-    proc = subprocess.run([sys.executable, "-c", SDK_TRACING_SCENARIO, fake.mistral_url, json.dumps(USAGE), mode],
-                          cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+def run_tracing_scenario(fake: FakeProvider, telemetry: str | None, mode: str) -> dict[str, Any]:
+    result: dict[str, Any] = run_scenario(
+        SDK_TRACING_SCENARIO, fake.mistral_url, json.dumps(USAGE), mode, drop_env=("MISTRAL_", "OTEL_"),
+        set_env={} if telemetry is None else {"MISTRAL_SDK_TELEMETRY": telemetry})
     return result
 
 
@@ -699,13 +684,13 @@ def test_counted_once_with_the_httpx_fallback(fake: FakeProvider, spans: InMemor
 def test_sdk_default_settings_make_no_spans_of_their_own(fake: FakeProvider) -> None:
     """mistralai 3.x with its defaults (MISTRAL_SDK_TELEMETRY unset) does not trace, even into a global
     provider: each call is llmtally's span alone, counted once."""
-    result = run_scenario(fake, None, "instrumented")
+    result = run_tracing_scenario(fake, None, "instrumented")
     assert result["scopes"] == ["llmtally.instrumentation.mistralai"] * 5, result
     assert result["records"] == 5 and result["costs"] == SCENARIO_COSTS
 
 
 def test_sdk_tracing_into_the_global_provider_nests_under_ours_and_counts_once(fake: FakeProvider) -> None:
-    result = run_scenario(fake, "global", "instrumented")
+    result = run_tracing_scenario(fake, "global", "instrumented")
     assert result["scopes"].count("mistralai_sdk_tracer") == 5, result  # the SDK's own spans are kept
     assert result["sdk_parents"] == ["llmtally.instrumentation.mistralai"] * 5  # nested under ours
     assert result["records"] == 5 and result["costs"] == SCENARIO_COSTS  # counted and priced once each
@@ -714,6 +699,6 @@ def test_sdk_tracing_into_the_global_provider_nests_under_ours_and_counts_once(f
 def test_sdk_tracing_alone_is_counted_from_its_spans(fake: FakeProvider) -> None:
     """Control: without llmtally's instrumentor the processor converts the SDK's spans (they carry tokens),
     so it is the nesting above, not a blind spot, that keeps the instrumented run at one record per call."""
-    result = run_scenario(fake, "global", "plain")
+    result = run_tracing_scenario(fake, "global", "plain")
     assert result["scopes"] == ["mistralai_sdk_tracer"] * 5 and result["sdk_parents"] == ["none"] * 5, result
     assert result["records"] == 5
