@@ -168,8 +168,6 @@ class _MessageAccumulator:
 
     def on_item(self, event: Any) -> bool:
         call = self.call
-        if call.ttfc is None:
-            call.first_chunk()
         kind = event.type
         if kind == "content_block_delta":
             delta = event.delta

@@ -414,8 +414,6 @@ class _ConverseStreamAccumulator:
 
     def on_item(self, event: Any) -> bool:
         call = self.call
-        if call.ttfc is None:
-            call.first_chunk()
         if not isinstance(event, Mapping):
             return True
         if "contentBlockDelta" in event:
@@ -554,9 +552,6 @@ class _InvokeStreamAccumulator:
         self._metrics: Usage | None = None
 
     def on_item(self, event: Any) -> bool:
-        call = self.call
-        if call.ttfc is None:
-            call.first_chunk()
         data = _dict(_dict(event).get("chunk")).get("bytes")
         if not isinstance(data, (bytes, bytearray, str)):
             return True

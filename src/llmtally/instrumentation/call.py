@@ -326,7 +326,9 @@ class Call:
 
     # --- progress -------------------------------------------------------------------------------
     def first_chunk(self) -> None:
-        if self.ttfc is None:
+        """Called by the stream wrappers on every item until set; a JSON answer read through a byte
+        stream (the httpx fallback) is no stream and has no time to first chunk."""
+        if self.ttfc is None and self.streaming:
             self.ttfc = time.perf_counter() - self._t0
 
     def add_output_text(self, text: str) -> None:

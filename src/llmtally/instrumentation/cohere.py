@@ -351,8 +351,6 @@ class _V2Accumulator:
 
     def on_item(self, event: Any) -> bool:
         call = self.call
-        if call.ttfc is None:
-            call.first_chunk()
         f = _fields(event)
         kind = f.get("type")
         message = _fields(_fields(f.get("delta")).get("message"))
@@ -396,8 +394,6 @@ class _V1Accumulator:
 
     def on_item(self, event: Any) -> bool:
         call = self.call
-        if call.ttfc is None:
-            call.first_chunk()
         f = _fields(event)
         kind = f.get("event_type")
         text: Any = None

@@ -174,16 +174,17 @@ def _candidate_texts(candidates: Any) -> list[str]:
 class _ChunkAccumulator:
     """GenerateContentResponse chunks: the last usage with counts (cumulative), text counted."""
 
-    __slots__ = ("_usage", "call")
+    __slots__ = ("_first", "_usage", "call")
 
     def __init__(self, call: Call) -> None:
         self.call = call
         self._usage: Any = None
+        self._first = True
 
     def on_item(self, chunk: Any) -> bool:
         call = self.call
-        if call.ttfc is None:
-            call.first_chunk()
+        if self._first:
+            self._first = False
             call.response_model = getattr(chunk, "model_version", None) or call.response_model
             call.response_id = getattr(chunk, "response_id", None) or call.response_id
         metadata = chunk.usage_metadata

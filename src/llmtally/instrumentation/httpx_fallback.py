@@ -403,9 +403,6 @@ class _BodyObserver:
 
     # TracedStream's accumulator protocol -----------------------------------------------------------
     def on_item(self, raw: Any) -> bool:
-        call = self.call
-        if call.ttfc is None and call.streaming:  # a JSON answer read through a stream has no "first chunk"
-            call.first_chunk()
         if self._mode == "blind" or not isinstance(raw, (bytes, bytearray)):
             return True
         data = bytes(raw)

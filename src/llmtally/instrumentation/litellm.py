@@ -356,18 +356,19 @@ def stream_usage(chunks: Any) -> tuple[Usage | None, bool]:
 class _StreamAccumulator:
     """``ModelResponseStream`` chunks: text counted for estimates, usage read at the end."""
 
-    __slots__ = ("_final_usage", "_reasons", "call", "stream")
+    __slots__ = ("_final_usage", "_first", "_reasons", "call", "stream")
 
     def __init__(self, call: Call, stream: Any) -> None:
         self.call = call
         self.stream = stream
+        self._first = True
         self._final_usage: Any = None
         self._reasons: dict[int, str] = {}
 
     def on_item(self, chunk: Any) -> bool:
         call = self.call
-        if call.ttfc is None:
-            call.first_chunk()
+        if self._first:
+            self._first = False
             call.set_response(getattr(chunk, "model", None), getattr(chunk, "id", None))
         usage = getattr(chunk, "usage", None)
         if usage is not None:

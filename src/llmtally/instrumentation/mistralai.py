@@ -372,8 +372,6 @@ class _ChunkAccumulator:
 
     def on_item(self, event: Any) -> bool:
         call = self.call
-        if call.ttfc is None:
-            call.first_chunk()
         data = _fields(event).get("data")
         chunk = event if data is None else data
         f = _fields(chunk)

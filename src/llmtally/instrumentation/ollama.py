@@ -283,8 +283,6 @@ class _PartAccumulator:
 
     def on_item(self, part: Any) -> bool:
         call = self.call
-        if call.ttfc is None:
-            call.first_chunk()
         fields = _fields(part)
         model = fields.get("model")
         if isinstance(model, str) and model:

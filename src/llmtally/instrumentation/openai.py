@@ -324,18 +324,19 @@ def _accumulator(plan: Plan) -> _ChatAccumulator | _ResponsesAccumulator:
 class _ChatAccumulator:
     """Chat completion (and legacy completion) chunks: O(1) work per chunk, no text kept."""
 
-    __slots__ = ("_usage", "call", "finish_reasons", "injected", "legacy")
+    __slots__ = ("_first", "_usage", "call", "finish_reasons", "injected", "legacy")
 
     def __init__(self, call: Call, injected: bool, legacy: bool) -> None:
         self.call, self.injected, self.legacy = call, injected, legacy
+        self._first = True
         self._usage: Any = None
         self.finish_reasons: dict[int, str] = {}
 
     def on_item(self, chunk: Any) -> bool:
         call = self.call
         delta = None
-        if call.ttfc is None:
-            call.first_chunk()
+        if self._first:
+            self._first = False
             call.response_model = getattr(chunk, "model", None) or call.response_model
             call.response_id = getattr(chunk, "id", None) or call.response_id
         usage = getattr(chunk, "usage", None)
@@ -385,8 +386,6 @@ class _ResponsesAccumulator:
 
     def on_item(self, event: Any) -> bool:
         call = self.call
-        if call.ttfc is None:
-            call.first_chunk()
         kind = getattr(event, "type", None)
         if kind == "response.output_text.delta" or kind == "response.function_call_arguments.delta":
             delta = event.delta

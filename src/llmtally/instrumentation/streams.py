@@ -57,9 +57,12 @@ class TracedStream(wrapt.ObjectProxy[Any]):
         return self._self_iterate()
 
     def _self_iterate(self) -> Iterator[Any]:
-        on_item = self._self_acc.on_item
+        acc = self._self_acc
+        on_item, call = acc.on_item, acc.call
         try:
             for item in self.__wrapped__:
+                if call.ttfc is None:
+                    call.first_chunk()
                 try:
                     keep = on_item(item)
                 except Exception as exc:
@@ -87,6 +90,8 @@ class TracedStream(wrapt.ObjectProxy[Any]):
             except BaseException as exc:
                 self._self_end(exc)
                 raise
+            if acc.call.ttfc is None:
+                acc.call.first_chunk()
             try:
                 keep = acc.on_item(item)
             except Exception as exc:
@@ -136,9 +141,12 @@ class TracedAsyncStream(wrapt.ObjectProxy[Any]):
         return self._self_aiterate()
 
     async def _self_aiterate(self) -> AsyncIterator[Any]:
-        on_item = self._self_acc.on_item
+        acc = self._self_acc
+        on_item, call = acc.on_item, acc.call
         try:
             async for item in self.__wrapped__:
+                if call.ttfc is None:
+                    call.first_chunk()
                 try:
                     keep = on_item(item)
                 except Exception as exc:
@@ -164,6 +172,8 @@ class TracedAsyncStream(wrapt.ObjectProxy[Any]):
             except BaseException as exc:  # CancelledError included: the task was cancelled mid-stream
                 self._self_end(exc)
                 raise
+            if acc.call.ttfc is None:
+                acc.call.first_chunk()
             try:
                 keep = acc.on_item(item)
             except Exception as exc:
