@@ -421,9 +421,7 @@ class _TracedLiteLLMStream(TracedStream, TracedAsyncStream):
     must see it is covered. Nothing stays attached across a yield."""
 
     def __init__(self, wrapped: Any, accumulator: _StreamAccumulator) -> None:
-        wrapt.ObjectProxy.__init__(self, wrapped)  # not super(): the two bases' __init__ do not chain
-        self._self_acc = accumulator
-        self._self_done = False
+        super().__init__(wrapped, accumulator)
         self._self_started = False
 
     @property

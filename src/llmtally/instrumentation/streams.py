@@ -44,13 +44,26 @@ def _finish(acc: Accumulator, error: BaseException | None) -> None:
     acc.call.finish(usage, error, rejected=rejected)
 
 
-class TracedStream(wrapt.ObjectProxy[Any]):
-    """Proxy of a synchronous SDK stream (openai ``Stream``, anthropic ``Stream``, ...)."""
+class _TracedBase(wrapt.ObjectProxy[Any]):
+    """What both stream proxies share: the accumulator, and ending the call exactly once."""
 
     def __init__(self, wrapped: Any, accumulator: Accumulator) -> None:
         super().__init__(wrapped)
         self._self_acc = accumulator
         self._self_done = False
+
+    def _self_end(self, error: BaseException | None) -> None:
+        if not self._self_done:
+            self._self_done = True
+            _finish(self._self_acc, error)
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # interpreter shutdown
+            self._self_end(None)
+
+
+class TracedStream(_TracedBase):
+    """Proxy of a synchronous SDK stream (openai ``Stream``, anthropic ``Stream``, ...)."""
 
     def __iter__(self) -> Iterator[Any]:
         # A generator: resuming it per chunk is cheaper than a Python-level __next__ through the proxy.
@@ -100,11 +113,6 @@ class TracedStream(wrapt.ObjectProxy[Any]):
             if keep:
                 return item
 
-    def _self_end(self, error: BaseException | None) -> None:
-        if not self._self_done:
-            self._self_done = True
-            _finish(self._self_acc, error)
-
     def close(self) -> Any:
         try:
             return self.__wrapped__.close()
@@ -124,18 +132,8 @@ class TracedStream(wrapt.ObjectProxy[Any]):
         finally:
             self._self_end(None)
 
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):  # interpreter shutdown
-            self._self_end(None)
-
-
-class TracedAsyncStream(wrapt.ObjectProxy[Any]):
+class TracedAsyncStream(_TracedBase):
     """Proxy of an asynchronous SDK stream (openai ``AsyncStream``, ...)."""
-
-    def __init__(self, wrapped: Any, accumulator: Accumulator) -> None:
-        super().__init__(wrapped)
-        self._self_acc = accumulator
-        self._self_done = False
 
     def __aiter__(self) -> AsyncIterator[Any]:
         return self._self_aiterate()
@@ -182,11 +180,6 @@ class TracedAsyncStream(wrapt.ObjectProxy[Any]):
             if keep:
                 return item
 
-    def _self_end(self, error: BaseException | None) -> None:
-        if not self._self_done:
-            self._self_done = True
-            _finish(self._self_acc, error)
-
     async def close(self) -> Any:
         try:
             return await self.__wrapped__.close()
@@ -212,11 +205,6 @@ class TracedAsyncStream(wrapt.ObjectProxy[Any]):
             return await self.__wrapped__.__aexit__(exc_type, exc, tb)
         finally:
             self._self_end(None)
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):
-            self._self_end(None)
-
 
 class TracedResponse(wrapt.ObjectProxy[Any]):
     """Proxy of a raw/streaming HTTP response object (``with_raw_response``, ``with_streaming_response``).
