@@ -489,6 +489,49 @@ def test_consistent_counts_are_kept_exactly(inp: int, out: int, data: st.DataObj
     }
 
 
+@settings(max_examples=400)
+@given(data=st.data(), broken=st.sampled_from((None, *_build_fields)),
+       bad=st.one_of(st.integers(min_value=-3, max_value=-1), st.integers(min_value=10**6, max_value=10**7),
+                     st.booleans(), st.floats(allow_nan=False, max_value=100), st.just("7"), st.none()))
+def test_fast_path_equals_the_coercing_path(data: st.DataObject, broken: str | None, bad: Any) -> None:
+    """build() answers well-formed counts without the coercer; it must agree with the coercer exactly,
+    for consistent payloads and for payloads with one field out of bounds or of another type."""
+    inp = data.draw(st.integers(min_value=0, max_value=10**5))
+    out = data.draw(st.integers(min_value=0, max_value=10**5))
+    cr = data.draw(st.integers(min_value=0, max_value=inp))
+    cw = data.draw(st.integers(min_value=0, max_value=inp - cr))
+    full: dict[str, Any] = {
+        "input_tokens": inp, "output_tokens": out, "cache_read_tokens": cr, "cache_write_tokens": cw,
+        "cache_write_1h_tokens": data.draw(st.integers(min_value=0, max_value=cw)),
+        "reasoning_tokens": data.draw(st.integers(min_value=0, max_value=out)),
+        "input_audio_tokens": data.draw(st.integers(min_value=0, max_value=inp)),
+        "input_image_tokens": data.draw(st.integers(min_value=0, max_value=inp)),
+        "output_audio_tokens": data.draw(st.integers(min_value=0, max_value=out)),
+        "output_image_tokens": data.draw(st.integers(min_value=0, max_value=out)),
+        "images_generated": data.draw(st.integers(min_value=0, max_value=4)),
+        "billed_input_tokens": None, "billed_output_tokens": None, "provider_cost": None,
+        "estimated": data.draw(st.booleans()), "clamped": False,
+    }
+    if broken is not None:
+        full[broken] = bad
+    assert Usage.build(**full) == Usage._coerced(**full)
+
+
+_SMALL = {"input_tokens": 100, "output_tokens": 50, "cache_read_tokens": 40, "cache_write_tokens": 30,
+          "cache_write_1h_tokens": 10, "reasoning_tokens": 20, "input_audio_tokens": 5, "input_image_tokens": 5,
+          "output_audio_tokens": 5, "output_image_tokens": 5, "images_generated": 1}
+
+
+@pytest.mark.parametrize("bad", [10**6, -1, True, 1.0, "7", Decimal(3)], ids=repr)
+@pytest.mark.parametrize("field", [*COUNT_FIELDS, *OPTIONAL_COUNT_FIELDS, "provider_cost"])
+def test_fast_path_hands_every_irregular_field_to_the_coercer(field: str, bad: object) -> None:
+    """Each bound and type check of the fast path, one field at a time (deterministic, unlike sampling)."""
+    full: dict[str, Any] = {**_SMALL, "billed_input_tokens": None, "billed_output_tokens": None,
+                            "provider_cost": None, "estimated": False, "clamped": False, field: bad}
+    assert Usage.build(**full) == Usage._coerced(**full)
+    assert Usage.build(**_SMALL) == Usage._coerced(**{**full, field: _SMALL.get(field)})
+
+
 @settings(max_examples=200)
 @given(st.lists(st.fixed_dictionaries({}, optional=dict.fromkeys(_build_fields, _garbage)), max_size=4))
 def test_sum_of_built_usages_is_consistent(many: list[dict[str, Any]]) -> None:

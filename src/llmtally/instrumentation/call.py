@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from functools import partial
 from typing import Any
 
 import wrapt
@@ -167,8 +167,33 @@ class Settings:
         self.price_book = kwargs.get("price_book")
 
 
+def _raw_env_reader(name: str) -> Callable[[], object]:
+    """A fast per-call reader of one environment variable's raw value. ``os.environ.get`` runs four
+    Python-level calls (~3 us inside an SDK call); the dict behind ``os.environ`` answers in one lookup
+    and is what ``os.environ[...] = ...`` / ``monkeypatch.setenv`` update, so changes still apply at once."""
+    try:
+        data: dict[Any, Any] = os.environ._data  # type: ignore[attr-defined]
+        key = os.environ.encodekey(name)  # type: ignore[attr-defined]
+        if isinstance(data, dict):
+            return partial(data.get, key)
+    except Exception:  # pragma: no cover - a platform without CPython's os._Environ layout
+        pass
+    return partial(os.environ.get, name)
+
+
+_capture_raw = _raw_env_reader(sc.ENV_CAPTURE_MESSAGE_CONTENT)
+_capture_parsed: tuple[object, bool] = (None, False)
+
+
 def capture_content_enabled() -> bool:
-    return os.environ.get(sc.ENV_CAPTURE_MESSAGE_CONTENT, "").strip().lower() in ("1", "true", "yes", "on")
+    """Whether prompts and completions may be recorded (``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``)."""
+    global _capture_parsed
+    raw = _capture_raw()
+    if raw is _capture_parsed[0] or raw == _capture_parsed[0]:
+        return _capture_parsed[1]
+    value = raw.decode() if isinstance(raw, bytes) else str(raw or "")
+    _capture_parsed = (raw, value.strip().lower() in ("1", "true", "yes", "on"))
+    return _capture_parsed[1]
 
 
 # Failures after the request reached the provider (a read timeout, a dropped connection, a cancelled
@@ -395,9 +420,8 @@ class Call:
             self._end_span(error, end_ns)
             return
         book = self.price_book or default_price_book()
-        at = datetime.fromtimestamp(self._start_ns / 1e9, tz=timezone.utc)
         cost = book.cost(usage, provider=self.provider, request_model=self.request_model,
-                         response_model=self.response_model, at=at, service_tier=self.service_tier)
+                         response_model=self.response_model, at_ns=self._start_ns, service_tier=self.service_tier)
         attrs.update(usage_attributes(usage))
         attrs.update(cost_attributes(cost))
         if usage.clamped:

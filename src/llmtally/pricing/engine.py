@@ -14,6 +14,7 @@ text rate of their direction. A token count that has no rate even then makes the
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -36,6 +37,8 @@ _ZERO = Decimal(0)
 _ONE = Decimal(1)
 _MISSING = object()
 _CACHE_LIMIT = 4096
+_NS_PER_DAY = 86_400 * 10**9
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _L = semconv.TokenLeaf
 
 
@@ -252,19 +255,26 @@ class PriceBook:
     # --- cost -----------------------------------------------------------------------------------
     def cost(self, usage: Usage, *, provider: str | None, request_model: str | None,
              response_model: str | None = None, at: datetime | None = None,
-             service_tier: str | None = None) -> Cost:
-        """The Cost of one call. Never raises for any usage or model name."""
+             service_tier: str | None = None, at_ns: int | None = None) -> Cost:
+        """The Cost of one call at ``at`` (or ``at_ns``, epoch nanoseconds: the per-call path has those
+        and a datetime costs microseconds to make; default: now). Never raises for any usage or model."""
         if usage.provider_cost is not None:
             return Cost(status=semconv.CostStatus.PRICED, amount=usage.provider_cost,
                         source=semconv.CostSource.PROVIDER, priced_as=response_model or request_model,
                         catalog="provider response")
-        if at is None:
-            at = datetime.now(timezone.utc)
-        key = (provider, response_model, request_model, at.date(), service_tier)
+        if at is not None:
+            day = _utc_date(at).toordinal()
+        else:
+            if at_ns is None:
+                at_ns = time.time_ns()
+            day = at_ns // _NS_PER_DAY + _EPOCH_ORDINAL
+        key = (provider, response_model, request_model, day, service_tier)  # prices change by UTC day
         cached = self._resolved.get(key, _MISSING)
         if cached is not _MISSING:
             resolved = cast("ResolvedPrice | None", cached)
         else:
+            if at is None:
+                at = datetime.fromtimestamp(cast(int, at_ns) / 1e9, tz=timezone.utc)
             resolved = None
             time_dependent = False
             order = ((request_model, response_model) if request_model_first(provider)
