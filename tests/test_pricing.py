@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -65,6 +65,36 @@ def test_price_changed_on_a_date_before_and_after(book: PriceBook) -> None:
     after = cost_of(book, usage, "openai", "o3", at=datetime(2025, 6, 10, 0, 1, tzinfo=timezone.utc))
     assert before.amount == D(10) + D(40)
     assert after.amount == D(2) + D(8)
+
+
+def _ns(at: datetime) -> int:
+    return int(at.timestamp()) * 1_000_000_000
+
+
+@pytest.mark.parametrize("at", [datetime(2025, 6, 9, 23, 59, tzinfo=timezone.utc),
+                                datetime(2025, 6, 10, 0, 1, tzinfo=timezone.utc),
+                                datetime(2025, 9, 1, 12, tzinfo=timezone.utc),  # DeepSeek's day window
+                                datetime(2025, 9, 1, 20, tzinfo=timezone.utc)])  # and its night
+@pytest.mark.parametrize(("provider", "model"), [("openai", "o3"), ("deepseek", "deepseek-chat")])
+def test_epoch_ns_prices_like_the_datetime(at: datetime, provider: str, model: str) -> None:
+    """The per-call path passes the start time as epoch ns: same price as the datetime, cache or not."""
+    usage = Usage.build(input_tokens=1_000_000, output_tokens=1_000_000)
+    first_ns, first_dt = PriceBook(), PriceBook()  # fresh caches, filled by one form or the other
+    by_ns = first_ns.cost(usage, provider=provider, request_model=model, at_ns=_ns(at))
+    by_dt = first_dt.cost(usage, provider=provider, request_model=model, at=at)
+    assert by_ns.amount == by_dt.amount and by_ns.amount is not None
+    assert first_ns.cost(usage, provider=provider, request_model=model, at=at).amount == by_ns.amount
+    assert first_dt.cost(usage, provider=provider, request_model=model, at_ns=_ns(at)).amount == by_ns.amount
+
+
+def test_a_non_utc_datetime_prices_by_its_utc_day(book: PriceBook) -> None:
+    # 2025-06-10 01:00 at UTC+2 is 2025-06-09 23:00 UTC: still the old o3 price, even after a call on
+    # the same local day (the cache is keyed by UTC day, not by the datetime's own date).
+    usage = Usage.build(input_tokens=1_000_000, output_tokens=1_000_000)
+    plus2 = timezone(timedelta(hours=2))
+    fresh = PriceBook()
+    assert cost_of(fresh, usage, "openai", "o3", at=datetime(2025, 6, 10, 23, 0, tzinfo=plus2)).amount == D(10)
+    assert cost_of(fresh, usage, "openai", "o3", at=datetime(2025, 6, 10, 1, 0, tzinfo=plus2)).amount == D(50)
 
 
 def test_claude_5m_and_1h_cache_writes_and_cache_reads(book: PriceBook) -> None:
