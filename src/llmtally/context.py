@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from opentelemetry import baggage
 from opentelemetry import context as otel_context
+from opentelemetry.context import Context
 
 from llmtally import semconv as sc
 
@@ -91,10 +92,11 @@ class attributes:
         return clone
 
 
-def current_attributes() -> dict[str, str]:
-    """Attribution in effect here: the known keys and every ``llmtally.``-prefixed baggage entry."""
+def current_attributes(context: Context | None = None) -> dict[str, str]:
+    """Attribution in effect here (or in ``context``): the known keys and every ``llmtally.``-prefixed
+    baggage entry."""
     found: dict[str, str] = {}
-    for key, value in baggage.get_all().items():
+    for key, value in baggage.get_all(context).items():
         if key in ATTRIBUTION_KEYS or key.startswith(_EXTRA_PREFIX):
             found[key] = str(value)
     return found

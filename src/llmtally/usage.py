@@ -94,7 +94,7 @@ class Usage:
                 and billed_input_tokens is None and billed_output_tokens is None and provider_cost is None
                 and 0 <= cr <= inp and 0 <= cw <= inp - cr and 0 <= cw1h <= cw and 0 <= rs <= out
                 and 0 <= ia <= inp and 0 <= ii <= inp and 0 <= oa <= out and 0 <= oi <= out and img >= 0):
-            return cls(inp, out, cr, cw, cw1h, rs, ia, ii, oa, oi, img, None, None, None,  # type: ignore[arg-type]
+            return cls(inp, out, cr, cw, cw1h, rs, ia, ii, oa, oi, img, None, None, None,
                        bool(estimated), bool(clamped))
         return cls._coerced(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
                             cache_write_1h_tokens, reasoning_tokens, input_audio_tokens, input_image_tokens,

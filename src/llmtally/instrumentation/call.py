@@ -173,7 +173,7 @@ def _raw_env_reader(name: str) -> Callable[[], object]:
     and is what ``os.environ[...] = ...`` / ``monkeypatch.setenv`` update, so changes still apply at once."""
     try:
         data: dict[Any, Any] = os.environ._data  # type: ignore[attr-defined]
-        key = os.environ.encodekey(name)  # type: ignore[attr-defined]
+        key = os.environ.encodekey(name)
         if isinstance(data, dict):
             return partial(data.get, key)
     except Exception:  # pragma: no cover - a platform without CPython's os._Environ layout
@@ -267,16 +267,17 @@ class Call:
             attrs[sc.SERVER_PORT] = server_port
         if attributes:
             attrs.update(attributes)
+        ctx = otel_context.get_current()  # read once for the attribution and the span's parent
         try:
-            attrs.update(current_attributes())
+            attrs.update(current_attributes(ctx))
         except Exception as exc:
             report_internal_error("attribution", exc)
         self.start_attributes = attrs
         self._start_ns = time.time_ns()
         self._t0 = time.perf_counter()
         name = f"{operation} {request_model}" if request_model else operation
-        parent_id = trace.get_current_span().get_span_context().span_id if covered_spans.enabled else 0
-        self.span = tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attrs, start_time=self._start_ns)
+        parent_id = trace.get_current_span(ctx).get_span_context().span_id if covered_spans.enabled else 0
+        self.span = tracer.start_span(name, ctx, SpanKind.CLIENT, attrs, start_time=self._start_ns)
         self._covered: tuple[int, ...] = ()
         if covered_spans.enabled:
             self._covered = (self.span.get_span_context().span_id, parent_id)
@@ -422,8 +423,8 @@ class Call:
         book = self.price_book or default_price_book()
         cost = book.cost(usage, provider=self.provider, request_model=self.request_model,
                          response_model=self.response_model, at_ns=self._start_ns, service_tier=self.service_tier)
-        attrs.update(usage_attributes(usage))
-        attrs.update(cost_attributes(cost))
+        usage_attributes(usage, attrs)
+        cost_attributes(cost, attrs)
         if usage.clamped:
             report_malformed_payload(self.provider)
         span.set_attributes(attrs)
@@ -463,12 +464,12 @@ class Call:
             covered_spans.release(*self._covered)
 
 
-def usage_attributes(usage: Usage) -> dict[str, AttributeValue]:
-    attrs: dict[str, AttributeValue] = {
-        sc.GEN_AI_USAGE_INPUT_TOKENS: usage.input_tokens,
-        sc.GEN_AI_USAGE_OUTPUT_TOKENS: usage.output_tokens,
-        sc.LLMTALLY_USAGE_ESTIMATED: usage.estimated,
-    }
+def usage_attributes(usage: Usage, into: dict[str, AttributeValue] | None = None) -> dict[str, AttributeValue]:
+    """The span attributes of a Usage, added to ``into`` when given (one dict on the per-call path)."""
+    attrs = {} if into is None else into
+    attrs[sc.GEN_AI_USAGE_INPUT_TOKENS] = usage.input_tokens
+    attrs[sc.GEN_AI_USAGE_OUTPUT_TOKENS] = usage.output_tokens
+    attrs[sc.LLMTALLY_USAGE_ESTIMATED] = usage.estimated
     if usage.cache_read_tokens:
         attrs[sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = usage.cache_read_tokens
     if usage.cache_write_tokens:
@@ -480,8 +481,10 @@ def usage_attributes(usage: Usage) -> dict[str, AttributeValue]:
     return attrs
 
 
-def cost_attributes(cost: Cost) -> dict[str, AttributeValue]:
-    attrs: dict[str, AttributeValue] = {sc.LLMTALLY_COST_STATUS: cost.status}
+def cost_attributes(cost: Cost, into: dict[str, AttributeValue] | None = None) -> dict[str, AttributeValue]:
+    """The span attributes of a Cost, added to ``into`` when given."""
+    attrs = {} if into is None else into
+    attrs[sc.LLMTALLY_COST_STATUS] = cost.status
     if cost.catalog:
         attrs[sc.LLMTALLY_PRICE_CATALOG] = cost.catalog
     if cost.priced_as:

@@ -188,9 +188,13 @@ def _provider(instance: Any, host: str | None) -> str:
 
 def _request_attributes(kind: str, body: Mapping[str, Any], api_type: str | None,
                         capture: bool) -> dict[str, AttributeValue]:
-    attrs: dict[str, AttributeValue] = {}
-    if api_type:
-        attrs[sc.OPENAI_API_TYPE] = api_type
+    attrs: dict[str, AttributeValue] = {sc.OPENAI_API_TYPE: api_type} if api_type else {}
+    if capture:
+        content = body.get("messages") or body.get("input") or body.get("prompt")
+        if content is not None:
+            attrs[sc.GEN_AI_INPUT_MESSAGES] = json.dumps(content, default=str)[:100_000]
+    if _REQUEST_PARAMETERS.isdisjoint(body):  # most requests set none: one C-level pass over the keys
+        return attrs
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or body.get("max_output_tokens")
     if isinstance(max_tokens, int):
         attrs[sc.GEN_AI_REQUEST_MAX_TOKENS] = max_tokens
@@ -222,11 +226,13 @@ def _request_attributes(kind: str, body: Mapping[str, Any], api_type: str | None
     fmt_type = _get(response_format, "type") or _get(text_format, "type")
     if isinstance(fmt_type, str):
         attrs[sc.GEN_AI_OUTPUT_TYPE] = "json" if fmt_type.startswith("json") else fmt_type
-    if capture:
-        content = body.get("messages") or body.get("input") or body.get("prompt")
-        if content is not None:
-            attrs[sc.GEN_AI_INPUT_MESSAGES] = json.dumps(content, default=str)[:100_000]
     return attrs
+
+
+# Every request body key _request_attributes reads.
+_REQUEST_PARAMETERS = frozenset({
+    "max_completion_tokens", "max_tokens", "max_output_tokens", "temperature", "top_p", "frequency_penalty",
+    "presence_penalty", "seed", "stop", "n", "service_tier", "encoding_format", "response_format", "text"})
 
 
 def _estimate_input(kind: str, body: Mapping[str, Any], model: str | None) -> int:
@@ -276,11 +282,11 @@ def _finish_from_object(plan: Plan, obj: Any) -> None:
         usage = None
         _count_output(kind, obj, call)  # for the estimate
     elif kind == RESPONSES:
-        usage = from_openai_responses(obj)
+        usage = from_openai_responses(fields)
     elif kind == EMBEDDINGS:
-        usage = from_openai_embeddings(obj)
+        usage = from_openai_embeddings(fields)
     else:
-        usage = from_openai_chat(obj)
+        usage = from_openai_chat(fields)  # the field view already taken: not a second pass over the model
     if kind in (CHAT, COMPLETIONS):
         reasons = [r for c in fields.get("choices") or () if isinstance(r := _fields(c).get("finish_reason"), str)]
         if reasons:
