@@ -22,8 +22,16 @@ opens a plain and a traced stream side by side and alternates ``next()`` on them
 alternates between pairs because the second stream in a step runs faster (caches warmed by the first).
 It shares one cache state between both streams, so it reads somewhat lower than the per-stream figure.
 
+The floor. Any instrumentation that puts llmtally's span on the call pays for the OpenTelemetry span itself
+with the same attributes (the SDK cleans every attribute, builds the span and exports it). For non-stream
+calls a third state measures that floor in the same interleaved run (A, B, C, A, B, C, ..., A): a bare wrapt
+wrapper on the same method that starts a span with llmtally's start attributes (constants captured from a
+real instrumented call), makes it current, calls the SDK, sets the remaining attributes and ends it: no
+parsing, no pricing, no stream handling. Reported: the floor's overhead and llmtally's own share (overhead
+minus floor), so the part llmtally's code can change is visible.
+
 Run: python bench/bench_openai.py [--rounds 40] [--calls 40] [--stream-rounds 30] [--streams 1]
-                                  [--chunks 1000] [--chunk-pairs 6] [--no-async] [--json]
+                                  [--chunks 1000] [--chunk-pairs 6] [--no-async] [--no-floor] [--json]
 """
 
 from __future__ import annotations
@@ -42,10 +50,14 @@ from typing import Any
 import httpx2
 import openai
 import openai._base_client as openai_base
+import wrapt
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.instrumentation.utils import unwrap
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import NoOpTracerProvider
+from opentelemetry.trace import NoOpTracerProvider, SpanKind
 
 from llmtally import semconv as sc
 from llmtally.instrumentation.openai import OpenAIInstrumentor
@@ -183,6 +195,7 @@ class Scenario:
     size: int  # units per round
     rounds: int
     samples: dict[bool, list[float]] = field(default_factory=lambda: {False: [], True: []})  # us per unit
+    floor: list[float] | None = None  # us per unit with the bare-span floor wrapper (call scenarios)
 
 
 class Bench:
@@ -219,6 +232,67 @@ class Bench:
         self.aclient = openai.AsyncOpenAI(base_url=BASE_URL, api_key="x", max_retries=0,
                                           http_client=httpx2.AsyncClient(transport=transport))
         self.span_count = 0
+        self.floor_on = False
+        self.floor_name, self.floor_start, self.floor_end, self.floor_attribute_count = "", {}, {}, 0
+
+    # the floor: a bare span with llmtally's attributes, nothing else
+    FLOOR_START_KEYS = (sc.GEN_AI_OPERATION_NAME, sc.GEN_AI_PROVIDER_NAME, sc.GEN_AI_REQUEST_STREAM,
+                        sc.GEN_AI_REQUEST_MODEL, sc.SERVER_ADDRESS, sc.SERVER_PORT, sc.OPENAI_API_TYPE)
+
+    def capture_floor(self) -> None:
+        """The name and attributes of llmtally's span for a non-stream call, as constants for the floor."""
+        self.set_instrumented(True)
+        sync_call(self.client)
+        self.set_instrumented(False)
+        span = self.exporter.get_finished_spans()[-1]
+        self.exporter.clear()
+        attrs = dict(span.attributes or {})
+        self.floor_name = span.name
+        self.floor_start = {k: attrs[k] for k in self.FLOOR_START_KEYS if k in attrs}
+        self.floor_end = {k: v for k, v in attrs.items() if k not in self.floor_start}
+        self.floor_attribute_count = len(attrs)
+
+    def _floor_sync(self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
+                    kwargs: dict[str, Any]) -> Any:
+        span = self.floor_tracer.start_span(self.floor_name, kind=SpanKind.CLIENT, attributes=self.floor_start)
+        token = otel_context.attach(trace.set_span_in_context(span))
+        try:
+            result = wrapped(*args, **kwargs)
+        finally:
+            otel_context.detach(token)
+        span.set_attributes(self.floor_end)
+        span.end()
+        return result
+
+    async def _floor_async(self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
+                           kwargs: dict[str, Any]) -> Any:
+        span = self.floor_tracer.start_span(self.floor_name, kind=SpanKind.CLIENT, attributes=self.floor_start)
+        token = otel_context.attach(trace.set_span_in_context(span))
+        try:
+            result = await wrapped(*args, **kwargs)
+        finally:
+            otel_context.detach(token)
+        span.set_attributes(self.floor_end)
+        span.end()
+        return result
+
+    def set_floor(self, on: bool) -> None:
+        if on:
+            self.floor_tracer = self.provider.get_tracer("bench.floor")
+            wrapt.wrap_function_wrapper(openai_base, "SyncAPIClient.request", self._floor_sync)
+            wrapt.wrap_function_wrapper(openai_base, "AsyncAPIClient.request", self._floor_async)
+        else:
+            unwrap(openai_base.SyncAPIClient, "request")
+            unwrap(openai_base.AsyncAPIClient, "request")
+        self.floor_on = on
+
+    def set_state(self, state: str) -> None:
+        """'off' (the plain SDK), 'on' (llmtally) or 'floor' (the bare span)."""
+        if self.floor_on and state != "floor":
+            self.set_floor(False)
+        self.set_instrumented(state == "on")
+        if state == "floor" and not self.floor_on:
+            self.set_floor(True)
 
     # state
     def set_instrumented(self, on: bool) -> None:
@@ -231,6 +305,8 @@ class Bench:
             assert wrapped is on, f"{cls.__name__}.request wrapped={wrapped}, expected {on}"
 
     def close(self) -> None:
+        if self.floor_on:
+            self.set_floor(False)
         if self.instrumentor.is_instrumented_by_opentelemetry:
             self.instrumentor.uninstrument()
         self.client.close()
@@ -335,6 +411,15 @@ class Bench:
             self.log_exporter.clear()
 
     # sanity
+    def check_floor_spans(self, expected: int) -> None:
+        spans = self.exporter.get_finished_spans()
+        self.exporter.clear()
+        if self.noop_tracer:
+            return
+        assert len(spans) == expected, f"floor: {len(spans)} spans for {expected} calls"
+        for span in spans:  # like for like: the same number of attributes as llmtally's span
+            assert len(span.attributes or {}) == self.floor_attribute_count, span.attributes
+
     def check_spans(self, instrumented: bool, expected: int, streaming: bool) -> None:
         spans = self.exporter.get_finished_spans()
         self.exporter.clear()
@@ -373,9 +458,9 @@ SETTLE_CALLS = 2
 def run(bench: Bench, scenarios: list[Scenario], warmup: int) -> None:
     for sc_ in scenarios:
         streaming = sc_.unit == "stream"
-        # warm-up: both states, not recorded (imports, price catalog load, pydantic caches, ...)
-        for on in (False, True):
-            bench.set_instrumented(on)
+        # warm-up: every state, not recorded (imports, price catalog load, pydantic caches, ...)
+        for state in ("off", "on", "floor") if sc_.floor is not None else ("off", "on"):
+            bench.set_state(state)
             sc_.settle(warmup)
             sc_.batch(1)
             bench.clear()
@@ -383,15 +468,22 @@ def run(bench: Bench, scenarios: list[Scenario], warmup: int) -> None:
         # ms, not ~50 ms, and no collection of that old heap lands inside a timed round.
         gc.collect()
         gc.freeze()
-        # A, B, A, B, ..., B, A: the closing A lets every B be compared with the A rounds on both sides.
-        states = [False, True] * sc_.rounds + [False]
-        for on in states:
-            bench.set_instrumented(on)
+        # A, B, A, B, ..., B, A (or A, B, C, ... with the floor): the closing A lets every B (and C) be compared
+        # with the A rounds on both sides.
+        cycle = ["off", "on", "floor"] if sc_.floor is not None else ["off", "on"]
+        for state in cycle * sc_.rounds + ["off"]:
+            bench.set_state(state)
             sc_.settle(SETTLE_CALLS)
             bench.clear()
-            sc_.samples[on].append(timed(sc_.batch, sc_.size))
-            bench.check_spans(on, sc_.size, streaming)
-    bench.set_instrumented(False)
+            sample = timed(sc_.batch, sc_.size)
+            if state == "floor":
+                assert sc_.floor is not None
+                sc_.floor.append(sample)
+                bench.check_floor_spans(sc_.size)
+            else:
+                sc_.samples[state == "on"].append(sample)
+                bench.check_spans(state == "on", sc_.size, streaming)
+    bench.set_state("off")
 
 
 def run_chunk_pairs(bench: Bench, pair: Callable[[bool], list[tuple[int, int]]], pairs: int) -> dict[str, Any]:
@@ -443,6 +535,16 @@ def summarize(sc_: Scenario, n_chunks: int) -> dict[str, Any]:
         "overhead_paired_iqr_us": [round(q[0], 2), round(q[2], 2)],
         "overhead_pct": round(100 * (inst_med - base_med) / base_med, 2),
     }
+    if sc_.floor:
+        floor_med = statistics.median(sc_.floor)
+        floor_paired = [f - (base[i] + base[i + 1]) / 2 for i, f in enumerate(sc_.floor)]
+        # each llmtally round minus the floor round right after it
+        own_paired = [b - f for b, f in zip(inst, sc_.floor, strict=True)]
+        out["floor_us"] = round(floor_med, 2)
+        out["floor_overhead_us"] = round(floor_med - base_med, 2)
+        out["floor_overhead_paired_median_us"] = round(statistics.median(floor_paired), 2)
+        out["llmtally_own_us"] = round(inst_med - floor_med, 2)
+        out["llmtally_own_paired_median_us"] = round(statistics.median(own_paired), 2)
     if sc_.unit == "stream":
         out["chunks"] = n_chunks
         out["overhead_per_chunk_us"] = round((inst_med - base_med) / n_chunks, 4)
@@ -475,6 +577,18 @@ def print_table(results: dict[str, Any]) -> None:
         print(f"{name:18} {rounds:>8} {r['uninstrumented_us']:10.1f} {r['instrumented_us']:10.1f} "
               f"{r['overhead_us']:9.1f} {r['overhead_pct']:5.1f}% {paired:>22} {per_chunk:>23} {target:>12} "
               f"{'yes' if r['meets_target'] else 'NO':>3}")
+    floors = {name: r for name, r in results["scenarios"].items() if "floor_us" in r}
+    if floors:
+        print()
+        print(f"the floor: a bare span with llmtally's {meta['floor_attributes']} attributes (no parsing, no pricing), "
+              "measured in the same interleaved rounds")
+        head = f"{'scenario':18} {'floor':>10} {'floor overhead':>15} {'paired':>8} {'llmtally own':>13} {'paired':>8}"
+        print(head)
+        print("-" * len(head))
+        for name, r in floors.items():
+            print(f"{name:18} {r['floor_us']:10.1f} {r['floor_overhead_us']:15.1f} "
+                  f"{r['floor_overhead_paired_median_us']:8.1f} {r['llmtally_own_us']:13.1f} "
+                  f"{r['llmtally_own_paired_median_us']:8.1f}")
     if results.get("chunk_interleaved"):
         print()
         print("per chunk, chunk-interleaved (a plain and a traced stream open at once, next() alternated and timed; "
@@ -505,6 +619,7 @@ def main() -> None:
                     help="stream pairs for the chunk-interleaved per-chunk measurement (0: skip)")
     ap.add_argument("--warmup", type=int, default=20, help="warm-up calls per state (not recorded)")
     ap.add_argument("--no-async", action="store_true", help="skip the AsyncOpenAI scenarios")
+    ap.add_argument("--no-floor", action="store_true", help="skip the bare-span floor rounds of the call scenarios")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--with-processor", action="store_true",
                     help="attach llmtally's UsageSpanProcessor (metrics + usage records) as well")
@@ -524,6 +639,11 @@ def main() -> None:
             Scenario("async chat stream", "stream", bench.async_streams, bench.async_calls, args.streams,
                      args.stream_rounds),
         ]
+    if not args.no_floor and not args.noop_tracer:
+        bench.capture_floor()
+        for sc_ in scenarios:
+            if sc_.unit == "call":
+                sc_.floor = []
     chunk_pairs: dict[str, Any] = {}
     try:
         run(bench, scenarios, args.warmup)
@@ -539,6 +659,7 @@ def main() -> None:
                  "rounds": args.rounds, "calls_per_round": args.calls, "stream_rounds": args.stream_rounds,
                  "streams_per_round": args.streams, "chunk_pairs": args.chunk_pairs,
                  "chunks": args.chunks, "spans_checked": bench.span_count, "requests_served": bench.api.requests,
+                 "floor_attributes": bench.floor_attribute_count,
                  "elapsed_s": round(time.perf_counter() - t0, 1)},
         "scenarios": {s.name: summarize(s, args.chunks) for s in scenarios},
         "chunk_interleaved": chunk_pairs,
