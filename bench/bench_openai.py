@@ -30,7 +30,7 @@ real instrumented call), makes it current, calls the SDK, sets the remaining att
 parsing, no pricing, no stream handling. Reported: the floor's overhead and llmtally's own share (overhead
 minus floor), so the part llmtally's code can change is visible.
 
-Run: python bench/bench_openai.py [--rounds 40] [--calls 40] [--stream-rounds 30] [--streams 1]
+Run: python bench/bench_openai.py [--rounds 40] [--calls 40] [--stream-rounds 60] [--streams 1]
                                   [--chunks 1000] [--chunk-pairs 6] [--no-async] [--no-floor] [--json]
 """
 
@@ -612,7 +612,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--rounds", type=int, default=40, help="non-stream rounds per state (interleaved)")
     ap.add_argument("--calls", type=int, default=40, help="non-stream calls per round")
-    ap.add_argument("--stream-rounds", type=int, default=30, help="stream rounds per state (interleaved)")
+    ap.add_argument("--stream-rounds", type=int, default=60, help="stream rounds per state (interleaved)")
     ap.add_argument("--streams", type=int, default=1, help="streams per round")
     ap.add_argument("--chunks", type=int, default=1000, help="content chunks per stream")
     ap.add_argument("--chunk-pairs", type=int, default=6,

@@ -39,6 +39,7 @@ from llmtally.usage import (
 )
 
 ENV_INJECT_STREAM_USAGE = "LLMTALLY_INJECT_STREAM_USAGE"
+_MISSING = object()
 
 CHAT, RESPONSES, COMPLETIONS, EMBEDDINGS, IMAGES = "chat", "responses", "completions", "embeddings", "images"
 # endpoint path suffix -> (kind, gen_ai.operation.name, openai.api.type)
@@ -108,8 +109,24 @@ class _OpenAIAdapter:
 _ADAPTER = _OpenAIAdapter()
 
 
-def _endpoint(url: Any) -> tuple[str, str, str | None] | None:
-    path = str(url).split("?", 1)[0].rstrip("/")
+_Endpoint = tuple[str, str, "str | None"]
+_endpoints_seen: dict[str, _Endpoint | None] = {}
+
+
+def _endpoint(url: Any) -> _Endpoint | None:
+    """(kind, operation, api type) of a request path; the few paths an app uses are matched once."""
+    key = url if type(url) is str else str(url)
+    found = _endpoints_seen.get(key, _MISSING)
+    if found is _MISSING:
+        found = _match_endpoint(key)
+        if len(_endpoints_seen) > 512:  # paths with ids in them (files, batches): keep the cache small
+            _endpoints_seen.clear()
+        _endpoints_seen[key] = found
+    return found  # type: ignore[return-value]
+
+
+def _match_endpoint(url: str) -> _Endpoint | None:
+    path = url.split("?", 1)[0].rstrip("/")
     for suffix, kind, operation, api_type in _ENDPOINTS:
         if path.endswith(suffix):
             if kind == COMPLETIONS and path.endswith("/chat/completions"):
@@ -120,13 +137,17 @@ def _endpoint(url: Any) -> tuple[str, str, str | None] | None:
 
 def _plan(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Plan | None:
     options = args[1] if len(args) > 1 else kwargs.get("options")
-    if options is None or str(getattr(options, "method", "")).lower() != "post":
+    if options is None:
+        return None
+    method = getattr(options, "method", "")
+    if method != "post" and str(method).lower() != "post":
         return None
     endpoint = _endpoint(getattr(options, "url", ""))
     if endpoint is None:
         return None
     kind, operation, api_type = endpoint
-    body = options.json_data if isinstance(options.json_data, Mapping) else {}
+    json_data = options.json_data
+    body = json_data if type(json_data) is dict or isinstance(json_data, Mapping) else {}
     model = body.get("model")
     model = model if isinstance(model, str) else None
     stream = body.get("stream") is True
