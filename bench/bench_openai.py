@@ -252,28 +252,32 @@ class Bench:
         self.floor_end = {k: v for k, v in attrs.items() if k not in self.floor_start}
         self.floor_attribute_count = len(attrs)
 
+    def _floor_start(self) -> tuple[Any, object]:
+        span = self.floor_tracer.start_span(self.floor_name, kind=SpanKind.CLIENT, attributes=self.floor_start)
+        return span, otel_context.attach(trace.set_span_in_context(span))
+
+    def _floor_end(self, span: Any) -> None:
+        span.set_attributes(self.floor_end)
+        span.end()
+
     def _floor_sync(self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
                     kwargs: dict[str, Any]) -> Any:
-        span = self.floor_tracer.start_span(self.floor_name, kind=SpanKind.CLIENT, attributes=self.floor_start)
-        token = otel_context.attach(trace.set_span_in_context(span))
+        span, token = self._floor_start()
         try:
             result = wrapped(*args, **kwargs)
         finally:
-            otel_context.detach(token)
-        span.set_attributes(self.floor_end)
-        span.end()
+            otel_context.detach(token)  # type: ignore[arg-type]
+        self._floor_end(span)
         return result
 
     async def _floor_async(self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
                            kwargs: dict[str, Any]) -> Any:
-        span = self.floor_tracer.start_span(self.floor_name, kind=SpanKind.CLIENT, attributes=self.floor_start)
-        token = otel_context.attach(trace.set_span_in_context(span))
+        span, token = self._floor_start()
         try:
             result = await wrapped(*args, **kwargs)
         finally:
-            otel_context.detach(token)
-        span.set_attributes(self.floor_end)
-        span.end()
+            otel_context.detach(token)  # type: ignore[arg-type]
+        self._floor_end(span)
         return result
 
     def set_floor(self, on: bool) -> None:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Collection
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -85,7 +86,8 @@ def _targets(hooks: str) -> list[tuple[type, str, Wrapper]]:
         for v2_cls, v1_cls, is_async in ((raw_v2.RawV2Client, raw_v1.RawBaseCohere, False),
                                          (raw_v2.AsyncRawV2Client, raw_v1.AsyncRawBaseCohere, True)):
             call = _async_call if is_async else _sync_call
-            stream = _async_raw_stream if is_async else _sync_raw_stream
+            proxy: Callable[[Any, Any], Any] = _TracedAsyncStreamContext if is_async else _TracedStreamContext
+            stream = partial(_stream, proxy=proxy)
             targets += [(v2_cls, "chat", call(_V2, raw=True)), (v2_cls, "chat_stream", stream(_V2)),
                         (v2_cls, "embed", call(_EMBED, raw=True)),
                         (v1_cls, "chat", call(_V1, raw=True)), (v1_cls, "chat_stream", stream(_V1))]
@@ -101,7 +103,7 @@ def _targets(hooks: str) -> list[tuple[type, str, Wrapper]]:
         pass
     for v2_cls, v1_cls, is_async in pairs:
         call = _async_call if is_async else _sync_call
-        stream = _async_public_stream if is_async else _sync_public_stream
+        stream = partial(_stream, proxy=TracedAsyncStream if is_async else TracedStream)
         if v2_cls is not None:
             targets += [(v2_cls, "chat", call(_V2, raw=False)), (v2_cls, "chat_stream", stream(_V2)),
                         (v2_cls, "embed", call(_EMBED, raw=False))]
@@ -511,37 +513,16 @@ class _TracedAsyncStreamContext(_TracedStreamContext):
             self._self_end()
 
 
-def _raw_stream(api: str, context: type[_TracedStreamContext]) -> Wrapper:
+def _stream(api: str, proxy: Callable[[Any, Any], Any]) -> Wrapper:
+    """A stream method: the SDK's object comes back wrapped in ``proxy`` with this call's accumulator. The
+    raw methods return a context manager (the request is sent on enter), the public ones a lazy (async)
+    generator (sent on first iteration); calling either is synchronous, so one wrapper serves all four."""
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         call = _start(instance, kwargs, api, stream=True)
         if call is None:
             return wrapped(*args, **kwargs)
         try:
-            result = wrapped(*args, **kwargs)  # a context manager: the request is sent on enter
-        except BaseException as exc:
-            call.finish(None, exc, rejected=True)
-            raise
-        return context(result, _accumulator(api, call))
-
-    return wrapper
-
-
-def _sync_raw_stream(api: str) -> Wrapper:
-    return _raw_stream(api, _TracedStreamContext)
-
-
-def _async_raw_stream(api: str) -> Wrapper:
-    # Calling an asynccontextmanager function is synchronous: so is this wrapper.
-    return _raw_stream(api, _TracedAsyncStreamContext)
-
-
-def _public_stream(api: str, proxy: Callable[[Any, Any], Any]) -> Wrapper:
-    def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        call = _start(instance, kwargs, api, stream=True)
-        if call is None:
-            return wrapped(*args, **kwargs)
-        try:
-            result = wrapped(*args, **kwargs)  # a lazy (async) generator: the request is sent on first iteration
+            result = wrapped(*args, **kwargs)
         except BaseException as exc:
             call.finish(None, exc, rejected=True)
             raise
@@ -549,11 +530,3 @@ def _public_stream(api: str, proxy: Callable[[Any, Any], Any]) -> Wrapper:
 
     return wrapper
 
-
-def _sync_public_stream(api: str) -> Wrapper:
-    return _public_stream(api, TracedStream)
-
-
-def _async_public_stream(api: str) -> Wrapper:
-    # The public async chat_stream is an async generator function: calling it is synchronous.
-    return _public_stream(api, TracedAsyncStream)

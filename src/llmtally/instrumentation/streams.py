@@ -52,6 +52,18 @@ class _TracedBase(wrapt.ObjectProxy[Any]):
         self._self_acc = accumulator
         self._self_done = False
 
+    def _self_observe(self, item: Any) -> bool:
+        """Show one item to the accumulator (guarded); whether the caller gets it. The iterator paths
+        (``for``, ``async for``) inline this: a method call per chunk is measurable there."""
+        acc = self._self_acc
+        if acc.call.ttfc is None:
+            acc.call.first_chunk()
+        try:
+            return acc.on_item(item)
+        except Exception as exc:
+            report_internal_error("stream.item", exc)
+            return True
+
     def _self_end(self, error: BaseException | None) -> None:
         if not self._self_done:
             self._self_done = True
@@ -93,7 +105,6 @@ class TracedStream(_TracedBase):
     def __next__(self) -> Any:
         if not hasattr(type(self.__wrapped__), "__next__"):  # iterable only (botocore's EventStream)
             next(self.__wrapped__)  # raises the interpreter's own TypeError, as without llmtally
-        acc = self._self_acc
         while True:
             try:
                 item = self.__wrapped__.__next__()
@@ -103,14 +114,7 @@ class TracedStream(_TracedBase):
             except BaseException as exc:
                 self._self_end(exc)
                 raise
-            if acc.call.ttfc is None:
-                acc.call.first_chunk()
-            try:
-                keep = acc.on_item(item)
-            except Exception as exc:
-                report_internal_error("stream.item", exc)
-                keep = True
-            if keep:
+            if self._self_observe(item):
                 return item
 
     def close(self) -> Any:
@@ -160,7 +164,6 @@ class TracedAsyncStream(_TracedBase):
         self._self_end(None)
 
     async def __anext__(self) -> Any:
-        acc = self._self_acc
         while True:
             try:
                 item = await self.__wrapped__.__anext__()
@@ -170,14 +173,7 @@ class TracedAsyncStream(_TracedBase):
             except BaseException as exc:  # CancelledError included: the task was cancelled mid-stream
                 self._self_end(exc)
                 raise
-            if acc.call.ttfc is None:
-                acc.call.first_chunk()
-            try:
-                keep = acc.on_item(item)
-            except Exception as exc:
-                report_internal_error("stream.item", exc)
-                keep = True
-            if keep:
+            if self._self_observe(item):
                 return item
 
     async def close(self) -> Any:
