@@ -89,7 +89,8 @@ def _plan(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Plan 
     path = str(getattr(options, "url", "")).split("?", 1)[0].rstrip("/")
     if not path.endswith("/messages"):  # count_tokens and the rest: not billed inference, not traced
         return None
-    body = options.json_data if isinstance(options.json_data, Mapping) else {}
+    json_data = options.json_data
+    body = json_data if type(json_data) is dict or isinstance(json_data, Mapping) else {}  # dict first: no ABC
     model = body.get("model")
     model = model if isinstance(model, str) else None
     stream = body.get("stream") is True
