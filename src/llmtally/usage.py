@@ -275,13 +275,14 @@ def _get(obj: Any, *names: str) -> Any:
     if obj is None:
         return None
     cls = type(obj)
-    if cls is dict or (getattr(cls, "__pydantic_fields__", None) is None and isinstance(obj, Mapping)):
+    pydantic = cls is not dict and getattr(cls, "__pydantic_fields__", None) is not None
+    if cls is dict or (not pydantic and isinstance(obj, Mapping)):
         for name in names:
             value = obj.get(name)
             if value is not None:
                 return value
         return None
-    if getattr(cls, "__pydantic_fields__", None) is not None:
+    if pydantic:
         # pydantic v2 keeps fields in __dict__ and unknown wire fields (OpenRouter's `cost`) in
         # __pydantic_extra__; getattr() on an absent optional field raises inside pydantic (~3 µs).
         fields = obj.__dict__
@@ -445,20 +446,25 @@ def from_openai_images(response: Any) -> Usage:
 # output_tokens includes thinking; newer payloads add output_tokens_details.thinking_tokens.
 
 def from_anthropic(response_or_usage: Any) -> Usage:
-    u = _usage_of(response_or_usage, "usage")
+    top = _fields(response_or_usage)  # field views taken once: each read below is a dict lookup
+    inner = top.get("usage")
+    u = top if inner is None else _fields(inner)
     base = _Coercer()
-    uncached = base.count(_get(u, "input_tokens"))
-    cache_read = base.count(_get(u, "cache_read_input_tokens"))
-    breakdown = _get(u, "cache_creation")
-    w5m = _get(breakdown, "ephemeral_5m_input_tokens")
-    w1h = _get(breakdown, "ephemeral_1h_input_tokens")
-    cache_write = base.count(_get(u, "cache_creation_input_tokens"))
+    uncached = base.count(u.get("input_tokens"))
+    cache_read = base.count(u.get("cache_read_input_tokens"))
+    breakdown = _fields(u.get("cache_creation"))
+    w5m = breakdown.get("ephemeral_5m_input_tokens")
+    w1h = breakdown.get("ephemeral_1h_input_tokens")
+    cache_write = base.count(u.get("cache_creation_input_tokens"))
     if cache_write == 0 and (w5m is not None or w1h is not None):
         cache_write = base.count(w5m) + base.count(w1h)
-    thinking = _get(_get(u, "output_tokens_details"), "thinking_tokens", "reasoning_tokens")
+    details = _fields(u.get("output_tokens_details"))
+    thinking = details.get("thinking_tokens")
+    if thinking is None:
+        thinking = details.get("reasoning_tokens")
     return Usage.build(
         input_tokens=uncached + cache_read + cache_write,
-        output_tokens=_get(u, "output_tokens"),
+        output_tokens=u.get("output_tokens"),
         cache_read_tokens=cache_read,
         cache_write_tokens=cache_write,
         cache_write_1h_tokens=w1h,
