@@ -64,7 +64,7 @@ from llmtally.estimate import counter_for, estimate_prompt_tokens
 from llmtally.instrumentation._guard import report_internal_error
 from llmtally.instrumentation.call import Call, Settings, capture_content_enabled
 from llmtally.instrumentation.hosts import server_of
-from llmtally.instrumentation.streams import TracedStream
+from llmtally.instrumentation.streams import TracedStream, UsageAccumulator
 from llmtally.usage import (
     Usage,
     from_anthropic,
@@ -403,14 +403,10 @@ def _finish_invoke(call: Call, response: dict[str, Any], request_body: Mapping[s
     response["body"] = _TracedBody(body, _BodyAccumulator(call, usage))
 
 
-class _ConverseStreamAccumulator:
+class _ConverseStreamAccumulator(UsageAccumulator):
     """Converse stream events: delta texts counted; ``messageStop`` has the stop reason, ``metadata`` usage."""
 
-    __slots__ = ("_usage", "call")
-
-    def __init__(self, call: Call) -> None:
-        self.call = call
-        self._usage: Usage | None = None
+    __slots__ = ()
 
     def on_item(self, event: Any) -> bool:
         call = self.call
@@ -432,9 +428,6 @@ class _ConverseStreamAccumulator:
         elif "metadata" in event:
             self._usage = _converse_usage(event["metadata"])
         return True
-
-    def usage(self) -> Usage | None:
-        return self._usage
 
 
 class _ModelOutput:

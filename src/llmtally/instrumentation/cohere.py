@@ -42,7 +42,7 @@ from llmtally import semconv as sc
 from llmtally.estimate import REPLY_PRIMING_TOKENS, TOKENS_PER_MESSAGE, counter_for, estimate_prompt_tokens
 from llmtally.instrumentation._guard import report_internal_error
 from llmtally.instrumentation.call import Call, Settings, capture_content_enabled
-from llmtally.instrumentation.streams import TracedAsyncStream, TracedStream
+from llmtally.instrumentation.streams import TracedAsyncStream, TracedStream, UsageAccumulator
 from llmtally.usage import Usage, _fields, _get, from_cohere
 
 _settings = Settings()
@@ -342,14 +342,10 @@ def _async_call(api: str, raw: bool) -> Wrapper:
 
 # --- streams --------------------------------------------------------------------------------------
 
-class _V2Accumulator:
+class _V2Accumulator(UsageAccumulator):
     """v2 events: delta text counted; ``message-end`` carries finish reason and usage."""
 
-    __slots__ = ("_usage", "call")
-
-    def __init__(self, call: Call) -> None:
-        self.call = call
-        self._usage: Usage | None = None
+    __slots__ = ()
 
     def on_item(self, event: Any) -> bool:
         call = self.call
@@ -381,18 +377,11 @@ class _V2Accumulator:
             call.add_output_text(text)
         return True
 
-    def usage(self) -> Usage | None:
-        return self._usage
 
-
-class _V1Accumulator:
+class _V1Accumulator(UsageAccumulator):
     """v1 events: generated text counted; ``stream-end`` carries the whole response with its ``meta``."""
 
-    __slots__ = ("_usage", "call")
-
-    def __init__(self, call: Call) -> None:
-        self.call = call
-        self._usage: Usage | None = None
+    __slots__ = ()
 
     def on_item(self, event: Any) -> bool:
         call = self.call
@@ -420,8 +409,6 @@ class _V1Accumulator:
             call.add_output_text(text)
         return True
 
-    def usage(self) -> Usage | None:
-        return self._usage
 
 
 def _accumulator(api: str, call: Call) -> _V2Accumulator | _V1Accumulator:

@@ -56,7 +56,7 @@ from llmtally.estimate import counter_for, estimate_prompt_tokens
 from llmtally.instrumentation._guard import report_internal_error
 from llmtally.instrumentation.call import Call, Settings, capture_content_enabled
 from llmtally.instrumentation.hosts import server_of
-from llmtally.instrumentation.streams import TracedAsyncStream, TracedStream
+from llmtally.instrumentation.streams import TracedAsyncStream, TracedStream, UsageAccumulator
 from llmtally.usage import Usage, _fields, from_mistral
 
 _settings = Settings()
@@ -359,15 +359,14 @@ def _async_call(operation: str) -> Wrapper:
 
 # --- streams --------------------------------------------------------------------------------------
 
-class _ChunkAccumulator:
+class _ChunkAccumulator(UsageAccumulator):
     """``CompletionEvent`` items (``data`` is a ``CompletionChunk``): delta text and tool-call arguments
     counted; the chunk with the ``finish_reason`` carries the usage."""
 
-    __slots__ = ("_reasons", "_usage", "call")
+    __slots__ = ("_reasons",)
 
     def __init__(self, call: Call) -> None:
-        self.call = call
-        self._usage: Usage | None = None
+        super().__init__(call)
         self._reasons: dict[int, str] = {}
 
     def on_item(self, event: Any) -> bool:
@@ -400,9 +399,6 @@ class _ChunkAccumulator:
             self._usage = _usage(chunk)
             call.service_tier = _service_tier(chunk)
         return True
-
-    def usage(self) -> Usage | None:
-        return self._usage
 
 
 def _traced(result: Any, call: Call, proxy: type[TracedStream] | type[TracedAsyncStream]) -> Any:

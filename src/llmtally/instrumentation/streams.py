@@ -32,6 +32,20 @@ class Accumulator(Protocol):
     def usage(self) -> Usage | None: ...
 
 
+class UsageAccumulator:
+    """Base of accumulators whose stream reports its usage in one event: ``on_item`` stores it in
+    ``_usage``, the end of the stream reads it back (None: estimate from the counted output)."""
+
+    __slots__ = ("_usage", "call")
+
+    def __init__(self, call: Call) -> None:
+        self.call = call
+        self._usage: Usage | None = None
+
+    def usage(self) -> Usage | None:
+        return self._usage
+
+
 def _finish(acc: Accumulator, error: BaseException | None) -> None:
     try:
         usage = acc.usage()
