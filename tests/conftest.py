@@ -28,6 +28,18 @@ def attrs(span: Any) -> dict[str, Any]:
     return dict(span.attributes or {})
 
 
+def assert_rejected(span: Any, error: str) -> None:
+    """A request the provider refused: error status and type, exact zero usage, and a known model's exact
+    $0 (priced): an absent cost would also pass for an unpriced call."""
+    from opentelemetry.trace import StatusCode
+
+    a = attrs(span)
+    assert span.status.status_code is StatusCode.ERROR and a["error.type"] == error
+    assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.output_tokens"]) == (0, 0)
+    assert a["llmtally.usage.estimated"] is False
+    assert (a["llmtally.cost.status"], a["gen_ai.usage.cost.amount"]) == ("priced", 0.0)
+
+
 def cost(a: dict[str, Any]) -> Any:
     """A span's exact cost (its ``llmtally.cost.decimal`` attribute) as a Decimal."""
     from decimal import Decimal

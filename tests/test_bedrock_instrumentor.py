@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from llmtally.testing import FakeProvider, Recording, bedrock_wire
-from tests.conftest import TRACER_PROVIDER, attrs, cost, make_pipeline, only_span, real_payloads
+from tests.conftest import TRACER_PROVIDER, assert_rejected, attrs, cost, make_pipeline, only_span, real_payloads
 
 boto3 = pytest.importorskip("boto3")
 from botocore.config import Config  # noqa: E402
@@ -459,15 +459,6 @@ def test_entry_point_and_extra() -> None:
 
 
 # --- errors, missing and malformed usage ------------------------------------------------------------------
-
-def assert_rejected(span: ReadableSpan, error: str) -> None:
-    a = attrs(span)
-    assert span.status.status_code is StatusCode.ERROR and a["error.type"] == error
-    assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.output_tokens"]) == (0, 0)
-    assert a["llmtally.usage.estimated"] is False
-    # a known model's exact $0 (priced), not an absent cost that would also pass for an unpriced call
-    assert (a["llmtally.cost.status"], a["gen_ai.usage.cost.amount"]) == ("priced", 0.0)
-
 
 def test_rejected_requests_have_zero_usage(fake: FakeProvider, spans: InMemorySpanExporter) -> None:
     throttled, failing, invalid = (client(fake, **{"X-Fake-Scenario": f"error-{s}"}) for s in (429, 500, 400))

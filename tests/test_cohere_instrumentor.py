@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from llmtally.testing import FakeProvider, cohere_wire
-from tests.conftest import TRACER_PROVIDER, attrs, only_span, real_payloads, serve_recording
+from tests.conftest import TRACER_PROVIDER, assert_rejected, attrs, only_span, real_payloads, serve_recording
 
 cohere = pytest.importorskip("cohere")
 
@@ -236,14 +236,6 @@ def test_public_hooks_of_older_sdks(fake_provider: FakeProvider, spans: InMemory
 
 
 # --- errors, missing and malformed usage, cut and abandoned streams ---------------------------------------
-
-def assert_rejected(span: ReadableSpan, error: str) -> None:
-    a = attrs(span)
-    assert span.status.status_code is StatusCode.ERROR and a["error.type"] == error
-    assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.output_tokens"]) == (0, 0)
-    assert a["llmtally.usage.estimated"] is False
-    assert a.get("gen_ai.usage.cost.amount", 0.0) == 0.0
-
 
 def test_rejected_requests_have_zero_usage(fake_provider: FakeProvider, spans: InMemorySpanExporter) -> None:
     c = v2(fake_provider)

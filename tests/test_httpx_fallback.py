@@ -29,6 +29,7 @@ from llmtally.testing import FakeProvider, Recording, Route, StreamReply, anthro
 from tests.conftest import (
     GLOBAL_PIPELINE,
     TRACER_PROVIDER,
+    assert_rejected,
     attrs,
     make_pipeline,
     only_span,
@@ -328,15 +329,6 @@ def test_cut_connection(mod: ModuleType, fake: FakeProvider, spans: InMemorySpan
     a = attrs(span)
     assert span.status.status_code is StatusCode.ERROR and a["error.type"] == "RemoteProtocolError"
     assert a["llmtally.usage.estimated"] is True and a["gen_ai.usage.output_tokens"] > 0  # half the text came
-
-
-def assert_rejected(span: ReadableSpan, status: str) -> None:
-    a = attrs(span)
-    assert span.status.status_code is StatusCode.ERROR and a["error.type"] == status
-    assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.output_tokens"]) == (0, 0)
-    assert a["llmtally.usage.estimated"] is False
-    # a known model's exact $0 (priced), not an absent cost that would also pass for an unpriced call
-    assert (a["llmtally.cost.status"], a["gen_ai.usage.cost.amount"]) == ("priced", 0.0)
 
 
 @pytest.mark.parametrize("mod", MODULES)

@@ -20,6 +20,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from llmtally.testing import FakeProvider
 from tests.conftest import (
     TRACER_PROVIDER,
+    assert_rejected,
     attrs,
     cost,
     make_pipeline,
@@ -517,13 +518,6 @@ def test_content_capture_opt_in(fake: FakeProvider, spans: InMemorySpanExporter,
 
 
 # --- errors ------------------------------------------------------------------------------------------------
-
-def assert_rejected(span: ReadableSpan, error: str) -> None:
-    a = attrs(span)
-    assert span.status.status_code is StatusCode.ERROR and a["error.type"] == error
-    assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.output_tokens"]) == (0, 0)
-    assert a["llmtally.usage.estimated"] is False and cost(a) == 0
-
 
 @pytest.mark.parametrize("route", ["openai", "anthropic"])
 @pytest.mark.parametrize("stream", [False, True])

@@ -22,6 +22,7 @@ from llmtally.usage import Usage
 from tests.conftest import (
     GLOBAL_PIPELINE,
     TRACER_PROVIDER,
+    assert_rejected,
     attrs,
     only_span,
     real_payloads,
@@ -269,15 +270,6 @@ def test_server_address_of_the_client_and_of_one_call(fake: FakeProvider, spans:
 
 
 # --- errors, missing and malformed usage ------------------------------------------------------------------
-
-def assert_rejected(span: ReadableSpan, error: str) -> None:
-    a = attrs(span)
-    assert span.status.status_code is StatusCode.ERROR and a["error.type"] == error
-    assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.output_tokens"]) == (0, 0)
-    assert a["llmtally.usage.estimated"] is False
-    # a known model's exact $0 (priced), not an absent cost that would also pass for an unpriced call
-    assert (a["llmtally.cost.status"], a["gen_ai.usage.cost.amount"]) == ("priced", 0.0)
-
 
 def test_rejected_requests_have_zero_usage(fake: FakeProvider, spans: InMemorySpanExporter) -> None:
     c = client(fake)

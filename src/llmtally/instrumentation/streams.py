@@ -150,6 +150,7 @@ class TracedStream(_TracedBase):
         finally:
             self._self_end(None)
 
+
 class TracedAsyncStream(_TracedBase):
     """Proxy of an asynchronous SDK stream (openai ``AsyncStream``, ...)."""
 
