@@ -42,6 +42,15 @@ def test_maybe_billed(error: BaseException, billed: bool) -> None:
     assert maybe_billed(error) is billed
 
 
+def test_a_2xx_the_sdk_could_not_parse_may_be_billed() -> None:
+    """openai's APIResponseValidationError carries the 200 it failed to validate: the model ran."""
+    openai = pytest.importorskip("openai")
+    response = httpx2.Response(200, request=httpx2.Request("POST", "https://api.openai.com/v1/chat/completions"))
+    assert maybe_billed(openai.APIResponseValidationError(response, body={"id": 1})) is True
+    assert maybe_billed(openai.RateLimitError("slow down", response=httpx2.Response(
+        429, request=response.request), body=None)) is False
+
+
 def test_botocore_read_timeout_is_maybe_billed() -> None:
     botocore = pytest.importorskip("botocore.exceptions")
     assert maybe_billed(botocore.ReadTimeoutError(endpoint_url="http://127.0.0.1")) is True

@@ -205,15 +205,16 @@ _MAYBE_BILLED = frozenset({"ReadTimeout", "ReadError", "RemoteProtocolError", "C
 
 def maybe_billed(error: BaseException) -> bool:
     """Whether a failed call may still have been billed. An HTTP error status means the provider refused
-    the request (not billed); a connect failure never reached it; a failure while waiting for or
-    reading the response may have been billed."""
+    the request (not billed); a 2xx status the SDK then failed to parse was served (may be billed); a
+    connect failure never reached it; a failure while waiting for or reading the response may have been
+    billed."""
     seen: BaseException | None = error
     for _ in range(6):  # the chain is short; a cycle or a deep chain must not loop
         if seen is None:
             return False
         status = getattr(seen, "status_code", None)
         if isinstance(status, int) and not isinstance(status, bool):
-            return False
+            return 200 <= status < 300
         if any(cls.__name__ in _MAYBE_BILLED for cls in type(seen).__mro__):
             return True
         seen = seen.__cause__ or seen.__context__
