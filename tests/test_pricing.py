@@ -71,20 +71,22 @@ def _ns(at: datetime) -> int:
     return int(at.timestamp()) * 1_000_000_000
 
 
-@pytest.mark.parametrize("at", [datetime(2025, 6, 9, 23, 59, tzinfo=timezone.utc),
-                                datetime(2025, 6, 10, 0, 1, tzinfo=timezone.utc),
-                                datetime(2025, 9, 1, 12, tzinfo=timezone.utc),  # DeepSeek's day window
-                                datetime(2025, 9, 1, 20, tzinfo=timezone.utc)])  # and its night
-@pytest.mark.parametrize(("provider", "model"), [("openai", "o3"), ("deepseek", "deepseek-chat")])
-def test_epoch_ns_prices_like_the_datetime(at: datetime, provider: str, model: str) -> None:
-    """The per-call path passes the start time as epoch ns: same price as the datetime, cache or not."""
+@pytest.mark.parametrize(("provider", "model", "at", "expected"), [
+    # o3: $10 in / $40 out per 1M until 2025-06-09, $2 / $8 from 2025-06-10
+    ("openai", "o3", datetime(2025, 6, 9, 23, 59, tzinfo=timezone.utc), D(10) + D(40)),
+    ("openai", "o3", datetime(2025, 6, 10, 0, 1, tzinfo=timezone.utc), D(2) + D(8)),
+    # deepseek-chat: $0.27 in / $1.10 out in the 00:30-16:30 UTC window, half ($0.135 / $0.55) outside
+    ("deepseek", "deepseek-chat", datetime(2025, 9, 1, 12, tzinfo=timezone.utc), D("0.27") + D("1.10")),
+    ("deepseek", "deepseek-chat", datetime(2025, 9, 1, 20, tzinfo=timezone.utc), D("0.135") + D("0.55")),
+])
+def test_epoch_ns_prices_like_the_datetime(provider: str, model: str, at: datetime, expected: Decimal) -> None:
+    """The per-call path passes the start time as epoch ns: the datetime's price, cache filled or not."""
     usage = Usage.build(input_tokens=1_000_000, output_tokens=1_000_000)
     first_ns, first_dt = PriceBook(), PriceBook()  # fresh caches, filled by one form or the other
-    by_ns = first_ns.cost(usage, provider=provider, request_model=model, at_ns=_ns(at))
-    by_dt = first_dt.cost(usage, provider=provider, request_model=model, at=at)
-    assert by_ns.amount == by_dt.amount and by_ns.amount is not None
-    assert first_ns.cost(usage, provider=provider, request_model=model, at=at).amount == by_ns.amount
-    assert first_dt.cost(usage, provider=provider, request_model=model, at_ns=_ns(at)).amount == by_ns.amount
+    assert first_ns.cost(usage, provider=provider, request_model=model, at_ns=_ns(at)).amount == expected
+    assert first_dt.cost(usage, provider=provider, request_model=model, at=at).amount == expected
+    assert first_ns.cost(usage, provider=provider, request_model=model, at=at).amount == expected
+    assert first_dt.cost(usage, provider=provider, request_model=model, at_ns=_ns(at)).amount == expected
 
 
 def test_a_non_utc_datetime_prices_by_its_utc_day(book: PriceBook) -> None:

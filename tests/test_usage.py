@@ -529,7 +529,12 @@ def test_fast_path_hands_every_irregular_field_to_the_coercer(field: str, bad: o
     full: dict[str, Any] = {**_SMALL, "billed_input_tokens": None, "billed_output_tokens": None,
                             "provider_cost": None, "estimated": False, "clamped": False, field: bad}
     assert Usage.build(**full) == Usage._coerced(**full)
-    assert Usage.build(**_SMALL) == Usage._coerced(**{**full, field: _SMALL.get(field)})
+
+
+def test_fast_path_keeps_a_consistent_payload_as_the_coercer_does() -> None:
+    full = {**_SMALL, "billed_input_tokens": None, "billed_output_tokens": None, "provider_cost": None,
+            "estimated": False, "clamped": False}
+    assert Usage.build(**_SMALL) == Usage._coerced(**full) == Usage(100, 50, 40, 30, 10, 20, 5, 5, 5, 5, 1)
 
 
 @settings(max_examples=200)
