@@ -38,6 +38,7 @@ BODY = json.dumps({
               "output_tokens": 30},
 }).encode()
 TARGET_US = 100.0
+SETTLE_CALLS = 2
 
 
 def handler(request: httpx2.Request) -> httpx2.Response:
@@ -66,16 +67,24 @@ def main() -> None:
             client.messages.create(model="claude-haiku-4-5", max_tokens=64, messages=messages)
         return (time.perf_counter_ns() - start) / args.calls / 1000
 
+    def settle() -> None:  # untimed calls right after a switch, so neither state starts cold
+        for _ in range(SETTLE_CALLS):
+            client.messages.create(model="claude-haiku-4-5", max_tokens=64, messages=messages)
+
     for on in (False, True):  # warm-up both states
         if on:
             instrumentor.instrument(tracer_provider=provider)
         batch()
         if on:
             instrumentor.uninstrument()
+    # As in bench_openai: freeze the large old heap so no full collection of it lands in a timed round.
+    gc.collect()
+    gc.freeze()
     samples: dict[bool, list[float]] = {False: [], True: []}
     for on in [False, True] * args.rounds + [False]:
         if on:
             instrumentor.instrument(tracer_provider=provider)
+        settle()
         exporter.clear()
         samples[on].append(batch())
         spans = exporter.get_finished_spans()

@@ -41,7 +41,8 @@ MODELS = [  # (provider, requested, responded, host)
     ("openai", "gpt-4o-mini", "gpt-4o-mini-2024-07-18", "api.openai.com"),
     ("openai", "o3", "o3-2025-04-16", "api.openai.com"),
     ("anthropic", "claude-sonnet-4-5", "claude-sonnet-4-5-20250929", "api.anthropic.com"),
-    ("ollama", "llama3.1:8b", "llama3.1:8b", "localhost"),  # unpriced
+    ("ollama", "llama3.1:8b", "llama3.1:8b", "localhost"),  # free: a local model, amount 0
+    ("openai_compatible", "acme-llama-ft", "acme-llama-ft", "gpu-box.internal"),  # unpriced: NULL amount
 ]
 FEATURES = ["chat", "search", "summarise", "agent", "autocomplete"]
 

@@ -221,7 +221,8 @@ class Bench:
             logger_provider.add_log_record_processor(SimpleLogRecordProcessor(self.log_exporter))
             self.usage_processor = UsageSpanProcessor(
                 meter_provider=MeterProvider(metric_readers=[InMemoryMetricReader()]),
-                logger_provider=logger_provider)
+                logger_provider=logger_provider,
+                convert_foreign_spans=False)  # the floor's spans carry gen_ai usage: not llmtally's to price
             if not noop_tracer:
                 self.provider.add_span_processor(self.usage_processor)
         self.instrumentor = OpenAIInstrumentor()
@@ -234,6 +235,7 @@ class Bench:
         self.span_count = 0
         self.floor_on = False
         self.floor_name, self.floor_start, self.floor_end, self.floor_attribute_count = "", {}, {}, 0
+        self.floor_keys: set[str] = set()
 
     # the floor: a bare span with llmtally's attributes, nothing else
     FLOOR_START_KEYS = (sc.GEN_AI_OPERATION_NAME, sc.GEN_AI_PROVIDER_NAME, sc.GEN_AI_REQUEST_STREAM,
@@ -251,6 +253,7 @@ class Bench:
         self.floor_start = {k: attrs[k] for k in self.FLOOR_START_KEYS if k in attrs}
         self.floor_end = {k: v for k, v in attrs.items() if k not in self.floor_start}
         self.floor_attribute_count = len(attrs)
+        self.floor_keys = set(attrs)
 
     def _floor_start(self) -> tuple[Any, object]:
         span = self.floor_tracer.start_span(self.floor_name, kind=SpanKind.CLIENT, attributes=self.floor_start)
@@ -421,10 +424,12 @@ class Bench:
         if self.noop_tracer:
             return
         assert len(spans) == expected, f"floor: {len(spans)} spans for {expected} calls"
-        for span in spans:  # like for like: the same number of attributes as llmtally's span
+        for span in spans:  # none dropped by span limits: the floor carries all of llmtally's attributes
             assert len(span.attributes or {}) == self.floor_attribute_count, span.attributes
 
     def check_spans(self, instrumented: bool, expected: int, streaming: bool) -> None:
+        """Exactly one span per instrumented call with the usage attributes; for calls compared with the floor,
+        the very attribute set the floor carries (like for like)."""
         spans = self.exporter.get_finished_spans()
         self.exporter.clear()
         if self.usage_processor is not None:
@@ -445,6 +450,8 @@ class Bench:
             assert attrs.get(sc.GEN_AI_REQUEST_STREAM) is streaming, attrs.get(sc.GEN_AI_REQUEST_STREAM)
             assert attrs.get(sc.GEN_AI_RESPONSE_MODEL) == RESPONSE_MODEL, attrs.get(sc.GEN_AI_RESPONSE_MODEL)
             assert sc.LLMTALLY_COST_STATUS in attrs, "no cost status"
+            if self.floor_keys and not streaming:
+                assert set(attrs) == self.floor_keys, set(attrs) ^ self.floor_keys
         self.span_count += len(spans)
 
 
@@ -474,8 +481,12 @@ def run(bench: Bench, scenarios: list[Scenario], warmup: int) -> None:
         gc.freeze()
         # A, B, A, B, ..., B, A (or A, B, C, ... with the floor): the closing A lets every B (and C) be compared
         # with the A rounds on both sides.
-        cycle = ["off", "on", "floor"] if sc_.floor is not None else ["off", "on"]
-        for state in cycle * sc_.rounds + ["off"]:
+        # With the floor, "on" and "floor" swap places every cycle: the second round after a switch runs warmer.
+        states: list[str] = []
+        for i in range(sc_.rounds):
+            states += (["off", "floor", "on"] if i % 2 else ["off", "on", "floor"]) if sc_.floor is not None \
+                else ["off", "on"]
+        for state in [*states, "off"]:
             bench.set_state(state)
             sc_.settle(SETTLE_CALLS)
             bench.clear()
@@ -542,7 +553,7 @@ def summarize(sc_: Scenario, n_chunks: int) -> dict[str, Any]:
     if sc_.floor:
         floor_med = statistics.median(sc_.floor)
         floor_paired = [f - (base[i] + base[i + 1]) / 2 for i, f in enumerate(sc_.floor)]
-        # each llmtally round minus the floor round right after it
+        # each llmtally round minus the floor round of the same cycle (alternately before and after it)
         own_paired = [b - f for b, f in zip(inst, sc_.floor, strict=True)]
         out["floor_us"] = round(floor_med, 2)
         out["floor_overhead_us"] = round(floor_med - base_med, 2)

@@ -39,7 +39,8 @@ RECORD = CallRecord(
     cost=Cost(status="priced", amount=Decimal("0.0002832"), source="local",
               breakdown={"uncached_input": Decimal("0.0000264"), "cache_read": Decimal("0.0000768"),
                          "cache_write": Decimal(0), "output": Decimal("0.00006"), "reasoning": Decimal("0.00012")},
-              priced_as="gpt-4o-mini", catalog="genai-prices 0.2.3"),
+              priced_as="gpt-4o-mini", catalog="genai-prices 0.2.3",
+              cache_savings=Decimal("0.0000768")),  # 1024 cached x ($0.15 - $0.075) / 1M: the savings path
     streaming=True, start_time_ns=1, end_time_ns=2, duration_s=0.8, time_to_first_chunk_s=0.2, error_type=None,
     error_message=None, trace_id=0x1234, span_id=0x5678, sampled=True,
     attributes={"gen_ai.operation.name": "chat", "user.id": "u-1", "llmtally.tenant.id": "acme"},
