@@ -136,6 +136,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     import os
 
+    from llmtally._setup import _OTLP_ENDPOINT_VARS, ENV_LEDGER
+    from llmtally.distro import ENV_RUN_SUMMARY
+    from llmtally.ledger.store import ENV_LEDGER_URL
+
     command = list(args.program)
     if command and command[0] == "--":
         command = command[1:]
@@ -145,13 +149,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         from llmtally.ledger import Ledger
 
         Ledger(args.ledger)  # a bad URL fails here, in one line, not inside the app
-        os.environ["LLMTALLY_LEDGER_URL"] = args.ledger
-    os.environ.setdefault("LLMTALLY_LEDGER", "on")
+        os.environ[ENV_LEDGER_URL] = args.ledger
+    os.environ.setdefault(ENV_LEDGER, "on")
     if not args.no_summary:
-        os.environ["LLMTALLY_RUN_SUMMARY"] = "1"
+        os.environ[ENV_RUN_SUMMARY] = "1"
     os.environ["OTEL_PYTHON_DISTRO"] = "llmtally"
     os.environ["OTEL_PYTHON_CONFIGURATOR"] = "llmtally"
-    otlp = any(os.environ.get(v) for v in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+    otlp = any(os.environ.get(v) for v in _OTLP_ENDPOINT_VARS)  # the same test configure() makes
     for signal_ in ("TRACES", "METRICS", "LOGS"):  # the ledger is the default sink; OTLP when configured
         os.environ.setdefault(f"OTEL_{signal_}_EXPORTER", "otlp" if otlp else "none")
     from opentelemetry.instrumentation.auto_instrumentation import run as instrument_and_exec

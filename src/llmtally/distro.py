@@ -18,6 +18,8 @@ from llmtally.instrumentation.call import set_default_price_book
 from llmtally.pricing import PriceBook
 from llmtally.processor import UsageSpanProcessor
 
+ENV_RUN_SUMMARY = "LLMTALLY_RUN_SUMMARY"  # set by `llmtally run`: print a spend summary at exit
+
 
 class LlmtallyConfigurator(_OTelSDKConfigurator):
     """The SDK's own configurator (providers and exporters from OTEL_*), plus the usage processor."""
@@ -44,7 +46,7 @@ class LlmtallyConfigurator(_OTelSDKConfigurator):
                                        logger_provider=logger_provider)  # its exit hook runs before theirs
         tracer_provider.add_span_processor(processor)
         LlmtallyConfigurator.processor = processor
-        if os.environ.get("LLMTALLY_RUN_SUMMARY"):
+        if os.environ.get(ENV_RUN_SUMMARY):
             _RunSummary().install()
 
 
