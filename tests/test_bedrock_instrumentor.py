@@ -157,21 +157,12 @@ def test_converse_stream(fake: FakeProvider, spans: InMemorySpanExporter) -> Non
     assert attrs(span)["gen_ai.response.finish_reasons"] == ("end_turn",)
 
 
-def test_converse_1h_cache_writes_priced_apart(fake: FakeProvider, spans: InMemorySpanExporter) -> None:
-    # Claude Sonnet 4.5 through the global profile: $3 input, $15 output, $0.30 cache read, $3.75 5-minute and
-    # $6 1-hour cache writes per 1M tokens. Converse reports the TTL split in usage.cacheDetails.
-    model = "global.anthropic.claude-sonnet-4-5-20250929-v1:0"
-    usage = {"input": 10_000, "output": 500, "cache_read": 4_000, "cache_write": 3_000, "cache_write_1h": 1_000}
-    client(fake, usage).converse(modelId=model, messages=MESSAGES)
-    a = attrs(only_span(spans))
-    assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.cache_creation.input_tokens"]) == (10_000, 3_000)
-    expected = (3_000 * D(3) + 4_000 * D("0.30") + 2_000 * D("3.75") + 1_000 * D(6) + 500 * D(15)) / M
-    assert cost(a) == expected == D("0.0312")
-
-
 SONNET_45 = "global.anthropic.claude-sonnet-4-5-20250929-v1:0"
 USAGE_1H = {"input": 10_000, "output": 500, "cache_read": 4_000, "cache_write": 3_000, "cache_write_1h": 1_000}
-# Sonnet 4.5 (global): $3 input, $15 output, $0.30 cache read, $3.75 5-minute and $6 1-hour writes per 1M.
+# Claude Sonnet 4.5 through the global profile: $3 input, $15 output, $0.30 cache read, $3.75 5-minute and $6 1-hour
+# cache writes per 1M tokens. 10,000 in = 3,000 uncached + 4,000 cache reads + 3,000 writes (1,000 of them 1-hour):
+#   3,000 x 3 = 9,000; 4,000 x 0.30 = 1,200; 2,000 x 3.75 = 7,500; 1,000 x 6 = 6,000; 500 x 15 = 7,500;
+#   total 31,200 / 1M = 0.0312
 COST_1H = (3_000 * D(3) + 4_000 * D("0.30") + 2_000 * D("3.75") + 1_000 * D(6) + 500 * D(15)) / M
 BODY_1H = {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 200,
            "system": [{"type": "text", "text": "A long, stable preamble.",
@@ -179,34 +170,39 @@ BODY_1H = {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 200,
            "messages": [{"role": "user", "content": "What is the answer?"}]}
 
 
-def test_invoke_model_1h_cache_writes_priced_apart(fake: FakeProvider, spans: InMemorySpanExporter) -> None:
-    """The metering headers carry only the total of cache writes; a request that asked for 1-hour writes has
-    its body read through (transparently) for Anthropic's 5m/1h split, or they would be priced as 5-minute."""
-    response = client(fake, USAGE_1H).invoke_model(modelId=SONNET_45, body=json.dumps(BODY_1H))
-    body = response["body"]
-    assert isinstance(body, StreamingBody) and spans.get_finished_spans() == ()
-    assert json.loads(body.read())["usage"]["cache_creation"]["ephemeral_1h_input_tokens"] == 1_000
+@pytest.mark.parametrize("api", ["converse", "invoke", "invoke-stream"])
+def test_1h_cache_writes_priced_apart(fake: FakeProvider, spans: InMemorySpanExporter, api: str) -> None:
+    """Converse reports the TTL split in usage.cacheDetails. The invoke metering headers carry only the total of
+    cache writes: a request that asked for 1-hour writes has its body read through (transparently) for
+    Anthropic's 5m/1h split, or they would be priced as 5-minute. The invoke-stream invocation metrics carry only
+    the total too: message_start's split is kept."""
+    if api == "converse":
+        client(fake, USAGE_1H).converse(modelId=SONNET_45, messages=MESSAGES)
+    elif api == "invoke":
+        response = client(fake, USAGE_1H).invoke_model(modelId=SONNET_45, body=json.dumps(BODY_1H))
+        body = response["body"]
+        assert isinstance(body, StreamingBody) and spans.get_finished_spans() == ()
+        assert json.loads(body.read())["usage"]["cache_creation"]["ephemeral_1h_input_tokens"] == 1_000
+    else:
+        response = client(fake, USAGE_1H).invoke_model_with_response_stream(modelId=SONNET_45,
+                                                                             body=json.dumps(BODY_1H))
+        chunks = [json.loads(e["chunk"]["bytes"]) for e in response["body"]]
+        assert chunks[-1]["amazon-bedrock-invocationMetrics"]["cacheWriteInputTokenCount"] == 3_000
     a = attrs(only_span(spans))
     assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.cache_creation.input_tokens"]) == (10_000, 3_000)
     assert a["llmtally.usage.estimated"] is False
     assert cost(a) == COST_1H == D("0.0312")
+
+
+def test_invoke_model_without_a_1h_ttl_leaves_the_body_untouched(fake: FakeProvider,
+                                                                 spans: InMemorySpanExporter) -> None:
     # Without a 1-hour TTL in the request the body stays untouched and the span ends at once.
-    spans.clear()
     plain = {**BODY_1H, "system": "A long, stable preamble."}
     response = client(fake, {**USAGE_1H, "cache_write_1h": 0}).invoke_model(modelId=SONNET_45,
                                                                             body=json.dumps(plain))
     assert type(response["body"]) is StreamingBody
-    assert cost(attrs(only_span(spans))) == COST_1H - 1_000 * (D(6) - D("3.75")) / M
-
-
-def test_invoke_stream_1h_cache_writes_priced_apart(fake: FakeProvider, spans: InMemorySpanExporter) -> None:
-    """The invocation metrics carry only the total of cache writes: message_start's split is kept."""
-    response = client(fake, USAGE_1H).invoke_model_with_response_stream(modelId=SONNET_45, body=json.dumps(BODY_1H))
-    chunks = [json.loads(e["chunk"]["bytes"]) for e in response["body"]]
-    assert chunks[-1]["amazon-bedrock-invocationMetrics"]["cacheWriteInputTokenCount"] == 3_000
-    a = attrs(only_span(spans))
-    assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.cache_creation.input_tokens"]) == (10_000, 3_000)
-    assert cost(a) == COST_1H
+    # all 3,000 writes at the 5-minute rate: 9,000 + 1,200 + 3,000 x 3.75 = 11,250 + 7,500 = 28,950 / 1M = 0.02895
+    assert cost(attrs(only_span(spans))) == COST_1H - 1_000 * (D(6) - D("3.75")) / M == D("0.02895")
 
 
 def test_ttl_split_helpers() -> None:

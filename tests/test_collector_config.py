@@ -346,12 +346,16 @@ def test_metric_definitions_use_llmtally_names_units_and_buckets() -> None:
     by_name: dict[str, list[dict[str, Any]]] = {}
     for metric in spans:
         by_name.setdefault(metric["name"], []).append(metric)
-    expected = {sc.METRIC_TOKEN_USAGE: (sc.UNIT_TOKEN, sc.TOKEN_USAGE_BUCKETS),
-                sc.METRIC_OPERATION_DURATION: (sc.UNIT_SECONDS, sc.DURATION_BUCKETS),
-                sc.METRIC_TIME_TO_FIRST_CHUNK: (sc.UNIT_SECONDS, sc.DURATION_BUCKETS),
-                sc.METRIC_OPERATION_COST: (sc.UNIT_USD, sc.COST_BUCKETS),
-                sc.METRIC_TOKENS_BY_KIND: (sc.UNIT_TOKEN, None), sc.METRIC_UNPRICED_CALLS: (sc.UNIT_CALL, None),
-                sc.METRIC_ESTIMATED_CALLS: (sc.UNIT_CALL, None)}
+    # Token usage and duration: the OpenTelemetry GenAI semantic conventions' names, units and advised buckets;
+    # UCUM units throughout (annotations in braces for counts).
+    token_buckets = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
+    duration_buckets = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+    expected = {"gen_ai.client.token.usage": ("{token}", token_buckets),
+                "gen_ai.client.operation.duration": ("s", duration_buckets),
+                "gen_ai.client.operation.time_to_first_chunk": ("s", duration_buckets),
+                "gen_ai.client.operation.cost": ("USD", sc.COST_BUCKETS),
+                "llmtally.tokens": ("{token}", None), "llmtally.calls.unpriced": ("{call}", None),
+                "llmtally.calls.estimated": ("{call}", None)}
     assert set(by_name) == set(expected)
     for name, metrics in by_name.items():
         unit, buckets = expected[name]

@@ -53,6 +53,7 @@ from llmtally.pricing import PriceBook
 from llmtally.processor import usage_record_attributes
 from llmtally.usage import Usage
 from tests.pg import PostgresServer, free_port
+from tests.prom import wait_until
 
 D = Decimal
 M = D(1_000_000)
@@ -782,10 +783,13 @@ def test_database_down_then_back_loses_nothing(postgres_server: PostgresServer, 
         result = exporter.export(during)
         elapsed = time.perf_counter() - started
         assert result == LogRecordExportResult.SUCCESS
-        assert elapsed < 0.5, f"export() blocked {elapsed:.2f}s on a database that is down"
+        # export() only spools to disk and returns; 2 s is a loose bound for a loaded 2-core machine.
+        assert elapsed < 2.0, f"export() blocked {elapsed:.2f}s on a database that is down"
         assert exporter.force_flush(timeout_millis=500) is False
         assert exporter.spool.pending() >= 1  # the rows wait on disk
-        time.sleep(0.3)  # the writer has tried (and failed) by now
+        # the writer tries (and fails) in the background: wait for it to say so
+        wait_until(lambda: exporter.status()["spooled_segments"] >= 1 and exporter.status()["last_error"],
+                   timeout=15, what="the writer to report the failed write", interval=0.05)
         assert exporter.status()["spooled_segments"] >= 1 and exporter.status()["last_error"]
     finally:
         postgres_server.start()
@@ -803,7 +807,8 @@ def test_exporter_started_while_the_database_is_down(postgres_server: PostgresSe
         started = time.perf_counter()
         exporter = exporters(postgres_url)  # never connects on the caller's thread
         assert exporter.export(batch) == LogRecordExportResult.SUCCESS
-        assert time.perf_counter() - started < 0.5
+        elapsed = time.perf_counter() - started
+        assert elapsed < 2.0, f"starting and exporting blocked {elapsed:.2f}s on a database that is down"
         assert exporter.force_flush(timeout_millis=500) is False
     finally:
         postgres_server.start()

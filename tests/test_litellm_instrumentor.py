@@ -556,13 +556,15 @@ def test_cut_stream_is_an_error_with_estimated_usage(fake: FakeProvider, spans: 
     kwargs = (openai_kwargs if route == "openai" else anthropic_kwargs)(
         fake, **{"X-Fake-Scenario": "cut", "X-Fake-Chunks": "20"})
     seen = []
-    with pytest.raises(Exception) as raised:  # litellm maps the broken read to classes of its own
+    # litellm maps the broken read to a class of its own (a ServiceUnavailableError), on both routes
+    with pytest.raises(litellm.exceptions.MidStreamFallbackError) as raised:
         for chunk in litellm.completion(**kwargs, stream=True):
             seen.append(chunk)
     assert type(raised.value).__module__.startswith("litellm") and seen
+    assert type(raised.value) is litellm.exceptions.MidStreamFallbackError  # exactly: error.type names it
     span = only_span(spans)
     a = attrs(span)
-    assert span.status.status_code is StatusCode.ERROR and a["error.type"] == type(raised.value).__qualname__
+    assert span.status.status_code is StatusCode.ERROR and a["error.type"] == "MidStreamFallbackError"
     assert a["llmtally.usage.estimated"] is True and a["gen_ai.usage.output_tokens"] > 0
     if route == "anthropic":  # message_start's input counts are real; the output never got its total
         assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.cache_read.input_tokens"]) == (12_000, 4_000)
@@ -666,6 +668,22 @@ RECORDED = real_payloads(lambda api: api in ("openai.chat", "openai.embeddings",
                                              "anthropic.messages"))
 
 
+# Published prices per 1M tokens (input, output, cache read, cache write) of the model each call is priced as:
+# the request model (litellm's answer names the model it was asked for; a Groq/Together/DeepSeek response model
+# is no OpenAI catalog model, so the openai/gpt-4o-mini every chat record is sent as is what is priced).
+RECORDED_PRICES = {
+    # Claude 3.5 Haiku: $0.80 input, $4 output, $0.08 cache read, $1.00 (5-minute) cache write
+    "claude-3-5-haiku-20241022": ("claude-3-5-haiku-latest", (D("0.80"), D(4), D("0.08"), D("1.00"))),
+    # Claude 3.5 Sonnet: $3 input, $15 output, $0.30 cache read, $3.75 (5-minute) cache write
+    "claude-3-5-sonnet-20240620": ("claude-3-5-sonnet", (D(3), D(15), D("0.30"), D("3.75"))),
+    # gpt-4o-mini: $0.15 input, $0.60 output (reasoning included), $0.075 cached input; no cache writes recorded
+    OPENAI_MODEL: ("gpt-4o-mini", (D("0.15"), D("0.60"), D("0.075"), D("0.15"))),
+    # embeddings: input only; text-embedding-3-small $0.02, text-embedding-ada-002 $0.10
+    "text-embedding-3-small": ("text-embedding-3-small", (D("0.02"), D(0), D(0), D(0))),
+    "text-embedding-ada-002": ("text-embedding-ada-002", (D("0.10"), D(0), D(0), D(0))),
+}
+
+
 def test_recorded_payloads_found() -> None:
     assert len(RECORDED) == 20
 
@@ -680,15 +698,18 @@ def test_recorded_payload_through_litellm(fake: FakeProvider, spans: InMemorySpa
     messages = request.get("messages") or MESSAGES
     common = {"api_key": "k", "extra_headers": {"X-Fake-Replay": record["id"]}}
     if record["api"] == "anthropic.messages":
-        result = litellm.completion(model=f"anthropic/{request.get('model', ANTHROPIC_MODEL)}", messages=messages,
+        model = request.get("model", ANTHROPIC_MODEL)
+        result = litellm.completion(model=f"anthropic/{model}", messages=messages,
                                     max_tokens=request.get("max_tokens", 1024), api_base=fake.anthropic_url,
                                     stream=record["stream"], **common)
     elif record["api"] == "openai.embeddings":
-        result = litellm.embedding(model=f"openai/{request['model']}", input=request["input"],
+        model = request["model"]
+        result = litellm.embedding(model=f"openai/{model}", input=request["input"],
                                    api_base=fake.openai_url, **common)
     else:
         # An OpenAI model name whatever model answered: for Llama names litellm fetches a tokenizer from
         # huggingface.co to count stream tokens itself (litellm's doing, not ours; no network in tests).
+        model = OPENAI_MODEL
         result = litellm.completion(model=f"openai/{OPENAI_MODEL}", messages=messages, api_base=fake.openai_url,
                                     stream=record["stream"], stream_options=request.get("stream_options"),
                                     **common)
@@ -702,6 +723,13 @@ def test_recorded_payload_through_litellm(fake: FakeProvider, spans: InMemorySpa
     assert a.get("gen_ai.usage.cache_creation.input_tokens", 0) == (
         expected.get("cache_creation_input_tokens") or 0)
     assert a["llmtally.usage.estimated"] is False
+    priced_as, (rate_in, rate_out, rate_read, rate_write) = RECORDED_PRICES[model]
+    assert (a["llmtally.cost.status"], a["llmtally.price.model"]) == ("priced", priced_as)
+    cache_read = expected.get("cache_read_input_tokens") or 0
+    cache_write = expected.get("cache_creation_input_tokens") or 0
+    uncached = expected["input_tokens"] - cache_read - cache_write  # semconv input includes the cache
+    assert cost(a) == (uncached * rate_in + cache_read * rate_read + cache_write * rate_write
+                       + expected["output_tokens"] * rate_out) / M
 
 
 # --- routing (pure) ----------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ Without the rotel binary the rotel tests skip loudly; under CI (CI=true) that is
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import re
@@ -69,56 +70,103 @@ def engine_cost(attrs: Mapping[str, Any], at: datetime | None, book: PriceBook =
                      response_model=attrs.get(sc.GEN_AI_RESPONSE_MODEL), at=at)
 
 
-def assert_priced_exactly(got: Mapping[str, Any], expected: Cost) -> None:
-    assert expected.amount is not None and expected.amount > 0
+# The catalog every price below comes from: genai-prices' bundled data, as installed (not as llmtally reports it).
+GENAI_PRICES = f"genai-prices {importlib.metadata.version('genai-prices')}"
+
+
+@dataclass(frozen=True)
+class Priced:
+    """A hand-computed price: the catalog model it is priced as, and every non-zero leaf in USD."""
+
+    model: str
+    leaves: dict[str, Decimal]
+
+    @property
+    def amount(self) -> Decimal:
+        return sum(self.leaves.values(), Decimal(0))
+
+
+# Hand-computed from genai-prices 0.2.3's published per-1M-token USD rates (genai_prices/data.py). None of these
+# models has dated prices, so the amounts hold both at AT and at "now" (the rotel tests price at start time).
+#
+# gpt-4o (openai): input 2.50, cached input 1.25, output 10. 12,000 in (10,240 of them cached), 850 out:
+#   uncached (12,000 - 10,240) x 2.50 = 4,400 / 1M = 0.0044; cached 10,240 x 1.25 = 12,800 / 1M = 0.0128;
+#   output 850 x 10 = 8,500 / 1M = 0.0085; total 0.0257
+GPT_4O_CACHED = chat("gpt-4o", input=12_000, output=850, cache_read=10_240)
+GPT_4O_CACHED_COST = Priced("gpt-4o", {"uncached_input": Decimal("0.0044"), "cache_read": Decimal("0.0128"),
+                                       "output": Decimal("0.0085")})
+# claude-3-5-sonnet (anthropic): input 3, cache read 0.30, cache write 3.75, output 15. 5,000 in (semconv: it
+# includes 3,000 cache reads and 1,500 cache writes), 400 out:
+#   uncached (5,000 - 3,000 - 1,500) x 3 = 1,500 / 1M = 0.0015; reads 3,000 x 0.30 = 900 / 1M = 0.0009;
+#   writes 1,500 x 3.75 = 5,625 / 1M = 0.005625; output 400 x 15 = 6,000 / 1M = 0.006; total 0.014025
+CLAUDE_CACHED = chat("claude-3-5-sonnet-20241022", "anthropic", input=5_000, output=400, cache_read=3_000,
+                     cache_write=1_500)
+CLAUDE_CACHED_COST = Priced("claude-3-5-sonnet", {
+    "uncached_input": Decimal("0.0015"), "cache_read": Decimal("0.0009"), "cache_write": Decimal("0.005625"),
+    "output": Decimal("0.006")})
+# o3-mini (openai): input 1.10, output 4.40, no reasoning rate (reasoning is output). 900 in, 2,000 out of which
+# 1,600 reasoning:
+#   input 900 x 1.10 = 990 / 1M = 0.00099; visible output (2,000 - 1,600) x 4.40 = 1,760 / 1M = 0.00176;
+#   reasoning 1,600 x 4.40 = 7,040 / 1M = 0.00704; total 0.00979
+O3_MINI_REASONING = chat("o3-mini", input=900, output=2_000, reasoning=1_600)
+O3_MINI_REASONING_COST = Priced("o3-mini", {"uncached_input": Decimal("0.00099"), "output": Decimal("0.00176"),
+                                            "reasoning": Decimal("0.00704")})
+# gpt-4o-mini (openai): input 0.15, output 0.60. 1,000 in, 100 out:
+#   input 1,000 x 0.15 = 150 / 1M = 0.00015; output 100 x 0.60 = 60 / 1M = 0.00006; total 0.00021
+GPT_4O_MINI_LEGACY_COST = Priced("gpt-4o-mini", {"uncached_input": Decimal("0.00015"),
+                                                 "output": Decimal("0.00006")})
+
+
+def assert_priced_exactly(got: Mapping[str, Any], expected: Priced) -> None:
+    assert expected.amount > 0
     assert got[sc.LLMTALLY_COST_STATUS] == "priced"
-    assert got[sc.LLMTALLY_COST_DECIMAL] == format_decimal(expected.amount)  # exact
+    assert got[sc.LLMTALLY_COST_DECIMAL] == format(expected.amount.normalize(), "f")  # exact
     assert got[sc.GEN_AI_USAGE_COST_AMOUNT] == float(expected.amount)
     assert abs(Decimal(repr(got[sc.GEN_AI_USAGE_COST_AMOUNT])) - expected.amount) < MICRO
     assert got[sc.GEN_AI_USAGE_COST_CURRENCY] == "USD"
     assert got[sc.GEN_AI_USAGE_COST_SOURCE] == "local"
-    assert got[sc.LLMTALLY_PRICE_CATALOG] == expected.catalog
-    assert got[sc.LLMTALLY_PRICE_MODEL] == expected.priced_as
+    assert got[sc.LLMTALLY_PRICE_CATALOG] == GENAI_PRICES
+    assert got[sc.LLMTALLY_PRICE_MODEL] == expected.model
     leaves = {k[len(sc.LLMTALLY_COST_PREFIX):]: Decimal(repr(v)) for k, v in got.items()
               if k.startswith(sc.LLMTALLY_COST_PREFIX) and k[len(sc.LLMTALLY_COST_PREFIX):] in sc.TOKEN_LEAVES}
-    assert leaves == {k: Decimal(repr(float(v))) for k, v in expected.breakdown.items() if v}
+    assert leaves == expected.leaves
 
 
 # --- the pure function ------------------------------------------------------------------------------
 def test_cache_reads_priced_exactly_against_hand_computed_catalog_rates() -> None:
-    attrs = chat("gpt-4o", input=12_000, output=850, cache_read=10_240)
-    got = enrich_attributes(attrs, at=AT, book=BOOK)
-    rates = BOOK.resolve("openai", "gpt-4o", AT).rates  # type: ignore[union-attr]
-    assert rates.input and rates.cache_read and rates.output
-    by_hand = ((12_000 - 10_240) * rates.input + 10_240 * rates.cache_read + 850 * rates.output) / Decimal(1_000_000)
-    assert got[sc.LLMTALLY_COST_DECIMAL] == format_decimal(by_hand)
-    assert_priced_exactly(got, engine_cost(attrs, AT))
+    got = enrich_attributes(GPT_4O_CACHED, at=AT, book=BOOK)
+    assert got[sc.LLMTALLY_COST_DECIMAL] == "0.0257"  # see GPT_4O_CACHED_COST
+    assert_priced_exactly(got, GPT_4O_CACHED_COST)
     assert got[sc.LLMTALLY_PRICE_CATALOG].startswith("genai-prices ")  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize(("attrs", "leaves"), [
+@pytest.mark.parametrize(("attrs", "expected"), [
     # Anthropic through a semconv instrumentation: input includes cache reads and writes.
-    (chat("claude-3-5-sonnet-20241022", "anthropic", input=5_000, output=400, cache_read=3_000, cache_write=1_500),
-     {"uncached_input", "cache_read", "cache_write", "output"}),
+    (CLAUDE_CACHED, CLAUDE_CACHED_COST),
     # Output includes reasoning: the reasoning leaf is priced, not added on top.
-    (chat("o3-mini", input=900, output=2_000, reasoning=1_600), {"uncached_input", "output", "reasoning"}),
+    (O3_MINI_REASONING, O3_MINI_REASONING_COST),
+    # gemini-2.0-flash (google): input 0.10, output 0.40. 300 x 0.10 = 30 / 1M = 0.00003;
+    # 120 x 0.40 = 48 / 1M = 0.000048; total 0.000078
     ({**chat("gemini-2.0-flash", "gcp.gemini", input=300, output=120), sc.GEN_AI_OPERATION_NAME: "generate_content"},
-     {"uncached_input", "output"}),
+     Priced("gemini-2.0-flash", {"uncached_input": Decimal("0.00003"), "output": Decimal("0.000048")})),
+    # text-embedding-3-small (openai): input 0.02. 8,000 x 0.02 = 160 / 1M = 0.00016
     ({sc.GEN_AI_OPERATION_NAME: "embeddings", sc.GEN_AI_PROVIDER_NAME: "openai",
-      sc.GEN_AI_REQUEST_MODEL: "text-embedding-3-small", sc.GEN_AI_USAGE_INPUT_TOKENS: 8_000}, {"uncached_input"}),
+      sc.GEN_AI_REQUEST_MODEL: "text-embedding-3-small", sc.GEN_AI_USAGE_INPUT_TOKENS: 8_000},
+     Priced("text-embedding-3-small", {"uncached_input": Decimal("0.00016")})),
     # Only the response model is known, and it is a dated snapshot of a catalog model.
+    # gpt-4o-mini: input 0.15, output 0.60. 10 x 0.15 = 1.5 / 1M = 0.0000015; 5 x 0.60 = 3 / 1M = 0.000003;
+    # total 0.0000045
     ({sc.GEN_AI_OPERATION_NAME: "text_completion", sc.GEN_AI_PROVIDER_NAME: "openai",
       sc.GEN_AI_RESPONSE_MODEL: "gpt-4o-mini-2024-07-18", sc.GEN_AI_USAGE_INPUT_TOKENS: 10,
-      sc.GEN_AI_USAGE_OUTPUT_TOKENS: 5}, {"uncached_input", "output"}),
+      sc.GEN_AI_USAGE_OUTPUT_TOKENS: 5},
+     Priced("gpt-4o-mini", {"uncached_input": Decimal("0.0000015"), "output": Decimal("0.000003")})),
     # Pre-1.27/1.37 spellings (gen_ai.system, prompt/completion tokens) from older instrumentations.
     ({sc.GEN_AI_OPERATION_NAME: "chat", sc.GEN_AI_SYSTEM: "OpenAI", sc.GEN_AI_REQUEST_MODEL: "gpt-4o-mini",
-      sc.GEN_AI_USAGE_PROMPT_TOKENS: 1_000, sc.GEN_AI_USAGE_COMPLETION_TOKENS: 100}, {"uncached_input", "output"}),
+      sc.GEN_AI_USAGE_PROMPT_TOKENS: 1_000, sc.GEN_AI_USAGE_COMPLETION_TOKENS: 100}, GPT_4O_MINI_LEGACY_COST),
 ], ids=["anthropic-cache", "reasoning", "gemini", "embeddings", "response-model-only", "legacy-names"])
-def test_inference_spans_priced_exactly(attrs: dict[str, object], leaves: set[str]) -> None:
+def test_inference_spans_priced_exactly(attrs: dict[str, object], expected: Priced) -> None:
     got = enrich_attributes(attrs, at=AT, book=BOOK)
-    expected = engine_cost(attrs, AT)
     assert_priced_exactly(got, expected)
-    assert {k for k, v in expected.breakdown.items() if v} == leaves
 
 
 def test_service_tier_from_the_span_selects_the_tier_price() -> None:
@@ -126,14 +174,18 @@ def test_service_tier_from_the_span_selects_the_tier_price() -> None:
     attrs = {**chat("o3", input=10_000, output=1_000), sc.OPENAI_REQUEST_SERVICE_TIER: "auto",
              sc.OPENAI_RESPONSE_SERVICE_TIER: "flex"}
     got = enrich_attributes(attrs, at=FLEX_AT, book=BOOK)
-    flex = BOOK.cost(usage_from_span_attributes(attrs), provider="openai", request_model="o3", at=FLEX_AT,
-                     service_tier="flex")
-    standard = engine_cost(attrs, FLEX_AT)
-    assert flex.amount is not None and standard.amount is not None and flex.amount < standard.amount
-    assert got[sc.LLMTALLY_COST_DECIMAL] == format_decimal(flex.amount)
+    # o3 flex (from 2026-10-12): input 1, output 4 per 1M. 10,000 x 1 = 10,000 / 1M = 0.01;
+    # 1,000 x 4 = 4,000 / 1M = 0.004; total 0.014
+    flex = Decimal("0.014")
+    # o3 standard (from 2025-06-10): input 2, output 8 per 1M. 10,000 x 2 = 20,000 / 1M = 0.02;
+    # 1,000 x 8 = 8,000 / 1M = 0.008; total 0.028
+    standard = Decimal("0.028")
+    assert got[sc.LLMTALLY_COST_DECIMAL] == format(flex, "f")
+    assert (got[sc.LLMTALLY_PRICE_MODEL], got[sc.LLMTALLY_COST_STATUS]) == ("o3", "priced")
     # "auto"/"default" mean the standard price.
     default = enrich_attributes({**attrs, sc.OPENAI_RESPONSE_SERVICE_TIER: "default"}, at=FLEX_AT, book=BOOK)
-    assert default[sc.LLMTALLY_COST_DECIMAL] == format_decimal(standard.amount)
+    assert default[sc.LLMTALLY_COST_DECIMAL] == format(standard, "f")
+    assert Decimal(got[sc.LLMTALLY_COST_DECIMAL]) < Decimal(default[sc.LLMTALLY_COST_DECIMAL])  # type: ignore[arg-type]
 
 
 def test_unknown_model_is_unpriced_never_zero() -> None:
@@ -185,7 +237,9 @@ def test_malformed_counts_are_clamped_and_flagged() -> None:
     assert got[sc.LLMTALLY_USAGE_CLAMPED] is True
     usage = usage_from_span_attributes(attrs)
     assert (usage.input_tokens, usage.output_tokens, usage.cache_read_tokens) == (1200, 0, 1200)
-    assert_priced_exactly(got, engine_cost(attrs, AT))
+    # gpt-4o-mini: cached input 0.075 per 1M. All 1,200 input tokens are cache reads, no output:
+    # 1,200 x 0.075 = 90 / 1M = 0.00009
+    assert_priced_exactly(got, Priced("gpt-4o-mini", {"cache_read": Decimal("0.00009")}))
 
 
 class _BrokenBook(PriceBook):
@@ -344,18 +398,19 @@ def rotel(rotel_binary_path: str, tmp_path_factory: pytest.TempPathFactory) -> I
 
 def test_rotel_prices_gen_ai_spans_from_a_plain_otel_app(rotel: RotelUnderTest) -> None:
     specs = [
-        SpanSpec("chat gpt-4o", chat("gpt-4o", input=12_000, output=850, cache_read=10_240)),
-        SpanSpec("chat claude", chat("claude-3-5-sonnet-20241022", "anthropic", input=5_000, output=400,
-                                     cache_read=3_000, cache_write=1_500)),
-        SpanSpec("chat o3-mini", chat("o3-mini", input=900, output=2_000, reasoning=1_600)),
+        SpanSpec("chat gpt-4o", GPT_4O_CACHED),
+        SpanSpec("chat claude", CLAUDE_CACHED),
+        SpanSpec("chat o3-mini", O3_MINI_REASONING),
         SpanSpec("legacy", {sc.GEN_AI_OPERATION_NAME: "chat", sc.GEN_AI_SYSTEM: "openai",
                             sc.GEN_AI_REQUEST_MODEL: "gpt-4o-mini", sc.GEN_AI_USAGE_PROMPT_TOKENS: 1_000,
                             sc.GEN_AI_USAGE_COMPLETION_TOKENS: 100}),
     ]
+    expected = {"chat gpt-4o": GPT_4O_CACHED_COST, "chat claude": CLAUDE_CACHED_COST,
+                "chat o3-mini": O3_MINI_REASONING_COST, "legacy": GPT_4O_MINI_LEGACY_COST}
     got = rotel.send(specs)
     for spec in specs:
         attrs = got[spec.name]["attributes"]
-        assert_priced_exactly(attrs, engine_cost(spec.attributes, start_time(spec.start_ns)))
+        assert_priced_exactly(attrs, expected[spec.name])
         assert {k: attrs[k] for k in spec.attributes} == spec.attributes  # the app's own attributes untouched
         assert got[spec.name]["resource"]["service.name"] == "checkout-api"
         assert got[spec.name]["scope"] == "checkout.genai"
@@ -400,14 +455,21 @@ def test_rotel_does_not_price_an_sdk_span_nested_in_an_llmtally_span(rotel: Rote
     ]
     got = rotel.send(specs)
     assert got["chat claude (sdk, nested)"]["attributes"] == call
+    # claude-3-5-haiku (anthropic, catalog id claude-3-5-haiku-latest): input 0.80, output 4 per 1M.
+    # 400 x 0.80 = 320 / 1M = 0.00032; 60 x 4 = 240 / 1M = 0.00024; total 0.00056
     assert_priced_exactly(got["chat claude (sdk, alone)"]["attributes"],
-                          engine_cost(call, start_time(specs[2].start_ns)))
+                          Priced("claude-3-5-haiku-latest", {"uncached_input": Decimal("0.00032"),
+                                                             "output": Decimal("0.00024")}))
 
 
 def test_rotel_accepts_otlp_grpc_too(rotel: RotelUnderTest) -> None:
     spec = SpanSpec("chat grpc", chat("gpt-4o-mini", input=2_000, output=300, cache_read=1_024))
     got = rotel.send([spec], grpc=True)
-    assert_priced_exactly(got[spec.name]["attributes"], engine_cost(spec.attributes, start_time(spec.start_ns)))
+    # gpt-4o-mini: input 0.15, cached input 0.075, output 0.60 per 1M. 2,000 in (1,024 cached), 300 out:
+    #   uncached (2,000 - 1,024) x 0.15 = 146.4 / 1M = 0.0001464; cached 1,024 x 0.075 = 76.8 / 1M = 0.0000768;
+    #   output 300 x 0.60 = 180 / 1M = 0.00018; total 0.0004032
+    assert_priced_exactly(got[spec.name]["attributes"], Priced("gpt-4o-mini", {
+        "uncached_input": Decimal("0.0001464"), "cache_read": Decimal("0.0000768"), "output": Decimal("0.00018")}))
 
 
 def test_rotel_malformed_spans_do_not_stop_the_batch(rotel: RotelUnderTest) -> None:
@@ -424,6 +486,9 @@ def test_rotel_malformed_spans_do_not_stop_the_batch(rotel: RotelUnderTest) -> N
     assert got["garbage counts"]["attributes"][sc.LLMTALLY_USAGE_CLAMPED] is True
     assert sc.LLMTALLY_COST_STATUS not in got["model not a string"]["attributes"]
     assert got["fine"]["attributes"][sc.LLMTALLY_COST_STATUS] == "priced"
+    # gpt-4o: input 2.50, output 10 per 1M. 10 x 2.50 = 25 / 1M = 0.000025; 1 x 10 = 10 / 1M = 0.00001;
+    # total 0.000035
+    assert got["fine"]["attributes"][sc.LLMTALLY_COST_DECIMAL] == "0.000035"
 
 
 # Recorded provider payloads -> the spans a semconv instrumentation would make from them.
@@ -499,8 +564,13 @@ def test_rotel_uses_the_price_files_given_to_it(rotel_binary_path: str, tmp_path
     for spec in specs:
         expected = engine_cost(spec.attributes, start_time(spec.start_ns), book)
         assert got[spec.name]["attributes"][sc.LLMTALLY_COST_DECIMAL] == format_decimal(expected.amount)
+    # acme-llm-7 from the price file: input 0.5, output 1.5 per 1M. 1,000,000 x 0.5 = 500,000 / 1M = 0.5;
+    # 3 x 1.5 = 4.5 / 1M = 0.0000045; total 0.5000045
     assert got["chat acme"]["attributes"][sc.LLMTALLY_COST_DECIMAL] == "0.5000045"
     assert got["chat prod"]["attributes"][sc.LLMTALLY_PRICE_MODEL] == "gpt-4o-mini"
+    # the alias is priced as gpt-4o-mini (input 0.15, output 0.60 per 1M): 700 x 0.15 = 105 / 1M = 0.000105;
+    # 70 x 0.60 = 42 / 1M = 0.000042; total 0.000147
+    assert got["chat prod"]["attributes"][sc.LLMTALLY_COST_DECIMAL] == "0.000147"
 
 
 @pytest.mark.parametrize("broken", ["no-llmtally", "bad-price-file"])
@@ -523,6 +593,9 @@ def test_rotel_with_a_broken_setup_refuses_to_start(rotel_binary_path: str, tmp_
         result = subprocess.run(cmd, env=env, capture_output=True, timeout=30)
     out = (result.stdout + result.stderr).decode(errors="replace")
     assert expected in out, out
+    # rotel (0.0.1-alpha10) exits with status 0 even then, so the return code cannot tell: the error must be on
+    # rotel's own ERROR line for its pipeline (the process has exited: subprocess.run returned within its timeout).
+    assert re.search(r"ERROR.*Pipeline returned from run loop with error.*" + re.escape(expected), out), out
 
 
 @pytest.mark.xfail(strict=True, reason="rotel 0.0.1-alpha10 reverses array attribute values of every span that "
