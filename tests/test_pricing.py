@@ -312,3 +312,49 @@ def test_local_models_are_free_unless_a_price_file_prices_them(tmp_path: Path) -
     assert (priced.status, priced.amount) == ("priced", (D(1_000) * D("0.10") + D(100) * D("0.20")) / M)
     # other providers' unknown models stay unpriced
     assert PriceBook().cost(usage, provider="openai", request_model="llama3", at=AT).status == "unpriced"
+
+
+def _epoch_ns(at: datetime) -> int:
+    return int(at.timestamp()) * 10**9
+
+
+def test_last_instant_of_a_price_change_eve_is_priced_at_that_day() -> None:
+    # o3 went from $10 to $2 per 1M input on 2025-06-10; 23:59:59.9999999 the day before is still $10. As
+    # a float, that instant's seconds round up to midnight: the engine must not see the next day's price.
+    usage = Usage.build(input_tokens=1_000_000)
+    book = PriceBook()  # a fresh cache: the first lookup of a day is the one cached for that whole day
+    midnight = _epoch_ns(datetime(2025, 6, 10, tzinfo=timezone.utc))
+
+    def at_ns(ns: int) -> Decimal | None:
+        return book.cost(usage, provider="openai", request_model="o3", at_ns=ns).amount
+
+    assert at_ns(midnight - 100) == D(10)
+    assert at_ns(midnight - 3_600 * 10**9) == D(10)  # the price cached for the eve is the eve's
+    assert at_ns(midnight) == D(2)
+
+
+def test_last_instant_before_a_service_tier_price_starts() -> None:
+    # gpt-5-mini's flex price starts on 2026-10-12: the instant before is the standard price.
+    usage = Usage.build(input_tokens=1_000_000, output_tokens=1_000_000)
+    book = PriceBook()
+    midnight = _epoch_ns(datetime(2026, 10, 12, tzinfo=timezone.utc))
+
+    def flex(ns: int) -> Decimal | None:
+        return book.cost(usage, provider="openai", request_model="gpt-5-mini", at_ns=ns, service_tier="flex").amount
+
+    assert flex(midnight - 100) == D("2.25")
+    assert flex(midnight - 60 * 10**9) == D("2.25")
+    assert flex(midnight) == D("1.125")
+
+
+@pytest.mark.parametrize("tier", [None, "auto", "default"])
+def test_standard_service_tiers_are_no_tier(book: PriceBook, tier: str | None) -> None:
+    # Every instrumentor passes the tier it saw; the engine alone decides "auto"/"default" mean standard.
+    from llmtally.pricing.engine import STANDARD_SERVICE_TIERS
+
+    assert tier is None or tier in STANDARD_SERVICE_TIERS
+    usage = Usage.build(input_tokens=1_000_000, output_tokens=1_000_000)
+    at = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    assert cost_of(book, usage, "openai", "gpt-5-mini", at=at, service_tier=tier).amount == D("2.25")
+    assert cost_of(book, usage, "openai", "o3", at=at, service_tier=tier).amount \
+        == cost_of(book, usage, "openai", "o3", at=at).amount

@@ -35,7 +35,6 @@ import os
 import threading
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -64,12 +63,14 @@ from llmtally.instrumentation.call import (
     remove_listener,
 )
 from llmtally.pricing import PriceBook
-from llmtally.usage import Usage
+from llmtally.pricing.spans import price_span_attributes
+from llmtally.pricing.spans import usage_from_span_attributes as usage_from_span_attributes  # public here too
 
 _BASE_KEYS = (sc.GEN_AI_OPERATION_NAME, sc.GEN_AI_PROVIDER_NAME, sc.GEN_AI_REQUEST_MODEL, sc.GEN_AI_RESPONSE_MODEL,
               sc.SERVER_ADDRESS, sc.ERROR_TYPE)
 _LEAF_ATTRS = tuple((leaf, {sc.LLMTALLY_TOKEN_KIND: leaf}) for leaf in sc.TOKEN_LEAVES)
 _ATTR_CACHE_LIMIT = 10_000
+_ZERO = Decimal(0)
 
 
 def _env_list(name: str) -> list[str]:
@@ -193,8 +194,7 @@ class UsageSpanProcessor(SpanProcessor):
             if scope is not None and scope.name.startswith("llmtally"):
                 return  # counted through its CallRecord, sampled or not
             attrs = span.attributes or {}
-            if sc.GEN_AI_USAGE_INPUT_TOKENS not in attrs and sc.GEN_AI_USAGE_OUTPUT_TOKENS not in attrs \
-                    and "gen_ai.usage.prompt_tokens" not in attrs:
+            if all(key not in attrs for key in sc.SPAN_USAGE_KEYS):
                 return
             ctx = span.get_span_context()
             parent = span.parent
@@ -221,23 +221,25 @@ class UsageSpanProcessor(SpanProcessor):
         self._submit(record)
 
     def _process(self, record: CallRecord) -> None:
+        exemplar = record.sampled and bool(record.trace_id)
+        # Built once: the exemplar context of the metrics and the usage record's trace and span ids.
+        ctx = _call_context(record) if exemplar or self._logger is not None else None
         try:
-            self._record_metrics(record)
+            self._record_metrics(record, ctx if exemplar else None)
         except Exception as exc:
             report_internal_error("processor.metrics", exc)
-        if self._logger is not None:
+        if self._logger is not None and ctx is not None:  # ctx is always made when there is a logger
             try:
-                self._emit_usage_record(record)
+                self._emit_usage_record(record, ctx)
             except Exception as exc:
                 report_internal_error("processor.usage_record", exc)
 
-    def _record_metrics(self, r: CallRecord) -> None:
+    def _record_metrics(self, r: CallRecord, ctx: Context | None) -> None:
+        """``ctx``: the call's own span as the measurement context, for sampled calls. The SDK's default
+        (trace-based) exemplar filter then attaches its trace and span ids as exemplars to the histogram
+        points, which OTLP carries (this worker thread has no context of its own)."""
         key, sets = self._attr_sets(r)
         usage = r.usage
-        # The call's own span as the measurement context: the SDK's default (trace-based) exemplar filter
-        # then attaches its trace and span ids as exemplars to the histogram points of sampled calls,
-        # which OTLP carries (this worker thread has no context of its own).
-        ctx = _call_context(r) if r.sampled and r.trace_id else None
         self._token_usage.record(usage.input_tokens, sets.input, ctx)
         self._token_usage.record(usage.output_tokens, sets.output, ctx)
         self._duration.record(r.duration_s, sets.base, ctx)
@@ -251,7 +253,7 @@ class UsageSpanProcessor(SpanProcessor):
         if cost.amount is not None:
             self._cost.record(float(cost.amount), sets.base, ctx)
             if cost.cache_savings:
-                self._savings[key] = self._savings.get(key, Decimal(0)) + cost.cache_savings
+                self._savings[key] = self._savings.get(key, _ZERO) + cost.cache_savings
         else:
             self._unpriced_counts[key] = self._unpriced_counts.get(key, 0) + 1
         if usage.estimated:
@@ -288,10 +290,10 @@ class UsageSpanProcessor(SpanProcessor):
                 return text
         return sc.OVERFLOW_VALUE
 
-    def _emit_usage_record(self, r: CallRecord) -> None:
+    def _emit_usage_record(self, r: CallRecord, ctx: Context) -> None:
         assert self._logger is not None
         attrs = usage_record_attributes(r)
-        self._logger.emit(timestamp=r.end_time_ns, observed_timestamp=r.end_time_ns, context=_call_context(r),
+        self._logger.emit(timestamp=r.end_time_ns, observed_timestamp=r.end_time_ns, context=ctx,
                           event_name=sc.USAGE_EVENT_NAME, body=usage_record_summary(r), attributes=attrs)
 
     # --- observable counters (each collection drains the queue first: exports are complete) -------
@@ -335,15 +337,10 @@ class UsageSpanProcessor(SpanProcessor):
 
     # --- peers' spans -----------------------------------------------------------------------------
     def _convert_span(self, span: ReadableSpan, attrs: Mapping[str, Any]) -> CallRecord | None:
-        usage = usage_from_span_attributes(attrs)
-        provider = str(attrs.get(sc.GEN_AI_PROVIDER_NAME) or attrs.get("gen_ai.system") or "unknown").lower()
-        request_model = _str(attrs.get(sc.GEN_AI_REQUEST_MODEL))
-        response_model = _str(attrs.get(sc.GEN_AI_RESPONSE_MODEL))
         operation = _str(attrs.get(sc.GEN_AI_OPERATION_NAME)) or _str(attrs.get("llm.request.type")) or "chat"
         start, end = span.start_time or 0, span.end_time or 0
-        book = self._price_book or default_price_book()
-        cost = book.cost(usage, provider=provider, request_model=request_model, response_model=response_model,
-                         at=datetime.fromtimestamp(start / 1e9, tz=timezone.utc))
+        # Read and priced as the collector plugin prices the same span (service tier included).
+        priced = price_span_attributes(attrs, start, self._price_book or default_price_book())
         error_type = None
         if span.status.status_code is StatusCode.ERROR:
             error_type = _str(attrs.get(sc.ERROR_TYPE)) or "error"
@@ -353,9 +350,10 @@ class UsageSpanProcessor(SpanProcessor):
         keep = {k: v for k, v in attrs.items() if k.startswith(("gen_ai.", "llmtally.", "user.", "session."))}
         keep[sc.LLMTALLY_SOURCE] = scope.name if scope is not None else "unknown"
         return CallRecord(
-            provider=provider, operation=operation, request_model=request_model, response_model=response_model,
-            response_id=_str(attrs.get(sc.GEN_AI_RESPONSE_ID)), server_address=_str(attrs.get(sc.SERVER_ADDRESS)),
-            server_port=None, usage=usage, cost=cost, streaming=bool(attrs.get(sc.GEN_AI_REQUEST_STREAM, False)),
+            provider=priced.provider or "unknown", operation=operation, request_model=priced.request_model,
+            response_model=priced.response_model, response_id=_str(attrs.get(sc.GEN_AI_RESPONSE_ID)),
+            server_address=_str(attrs.get(sc.SERVER_ADDRESS)), server_port=None, usage=priced.usage,
+            cost=priced.cost, streaming=bool(attrs.get(sc.GEN_AI_REQUEST_STREAM, False)),
             start_time_ns=start, end_time_ns=end, duration_s=max(end - start, 0) / 1e9,
             time_to_first_chunk_s=float(ttfc) if isinstance(ttfc, (int, float)) else None,
             error_type=error_type, error_message=span.status.description if error_type else None,
@@ -388,24 +386,6 @@ def _call_context(r: CallRecord) -> Context:
 
 def _str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
-
-
-def usage_from_span_attributes(attrs: Mapping[str, Any]) -> Usage:
-    """Usage from GenAI semconv span attributes, with the older/peer spellings as fallbacks."""
-
-    def first(*keys: str) -> Any:
-        return next((attrs[k] for k in keys if attrs.get(k) is not None), None)
-
-    return Usage.build(
-        input_tokens=first(sc.GEN_AI_USAGE_INPUT_TOKENS, "gen_ai.usage.prompt_tokens"),
-        output_tokens=first(sc.GEN_AI_USAGE_OUTPUT_TOKENS, "gen_ai.usage.completion_tokens"),
-        cache_read_tokens=first(sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, "gen_ai.usage.cache_read_input_tokens"),
-        cache_write_tokens=first(sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
-                                 "gen_ai.usage.cache_creation_input_tokens",
-                                 "gen_ai.usage.cache_write.input_tokens"),  # anthropic's own spans
-        cache_write_1h_tokens=first("anthropic.usage.cache_creation.ephemeral_1h_input_tokens"),
-        reasoning_tokens=first(sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, "gen_ai.usage.reasoning_tokens"),
-    )
 
 
 def usage_record_attributes(r: CallRecord) -> dict[str, AttributeValue]:

@@ -105,6 +105,21 @@ GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: Final = "gen_ai.usage.reasoning.output_tok
 # Names before semconv 1.27, still read from older instrumentations' spans (never written).
 GEN_AI_USAGE_PROMPT_TOKENS: Final = "gen_ai.usage.prompt_tokens"
 GEN_AI_USAGE_COMPLETION_TOKENS: Final = "gen_ai.usage.completion_tokens"
+# Where a peer's span keeps each token count: a ``Usage.build`` field, then its keys (the semconv name
+# first, then older and peer spellings; the first key present wins). The one table the processor, the
+# collector plugin and the generated OTTL statements all read.
+SPAN_USAGE_SOURCES: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
+    ("input_tokens", (GEN_AI_USAGE_INPUT_TOKENS, GEN_AI_USAGE_PROMPT_TOKENS)),
+    ("output_tokens", (GEN_AI_USAGE_OUTPUT_TOKENS, GEN_AI_USAGE_COMPLETION_TOKENS)),
+    ("cache_read_tokens", (GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, "gen_ai.usage.cache_read_input_tokens")),
+    ("cache_write_tokens", (GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS, "gen_ai.usage.cache_creation_input_tokens",
+                            "gen_ai.usage.cache_write.input_tokens")),  # anthropic's own spans
+    ("cache_write_1h_tokens", ("anthropic.usage.cache_creation.ephemeral_1h_input_tokens",)),
+    ("reasoning_tokens", (GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, "gen_ai.usage.reasoning_tokens")),
+)
+# Any of these makes a span "carry usage": the input and output keys, semconv names first.
+SPAN_USAGE_KEYS: Final = tuple(key for pair in zip(SPAN_USAGE_SOURCES[0][1], SPAN_USAGE_SOURCES[1][1], strict=True)
+                               for key in pair)
 
 # --- Cost (proposal #443; inference spans only) ---------------------------------------------------
 GEN_AI_USAGE_COST_AMOUNT: Final = "gen_ai.usage.cost.amount"

@@ -34,18 +34,13 @@ from llmtally import semconv as sc
 from llmtally.instrumentation._guard import report_internal_error
 from llmtally.instrumentation.call import cost_attributes, default_price_book
 from llmtally.pricing import PriceBook
-from llmtally.processor import usage_from_span_attributes
+from llmtally.pricing.spans import price_span_attributes
 
 INFERENCE_OPERATIONS: Final = frozenset({
     sc.Operation.CHAT, sc.Operation.TEXT_COMPLETION, sc.Operation.GENERATE_CONTENT, sc.Operation.EMBEDDINGS,
 })
-# Any of these makes a span "carry usage" (the semconv names, then the pre-1.27 spellings).
-TOKEN_KEYS: Final = (sc.GEN_AI_USAGE_INPUT_TOKENS, sc.GEN_AI_USAGE_OUTPUT_TOKENS, sc.GEN_AI_USAGE_PROMPT_TOKENS,
-                     sc.GEN_AI_USAGE_COMPLETION_TOKENS)
 # Present on a span that is already priced (or deliberately left unpriced) by whoever made it.
 COSTED_KEYS: Final = (sc.GEN_AI_USAGE_COST_AMOUNT, sc.LLMTALLY_COST_STATUS)
-# Service tiers that mean "the standard price" (as the OpenAI instrumentor treats them).
-_STANDARD_TIERS: Final = frozenset({"auto", "default"})
 # Attribute keys the enrichment reads. A plugin copies only these out of a span: message content
 # (gen_ai.input.messages, ...) can be large and is never needed to price a call.
 _READ_PREFIXES: Final = ("gen_ai.usage.", "gen_ai.request.", "gen_ai.response.", "llmtally.", "openai.",
@@ -75,14 +70,15 @@ def wanted(key: str) -> bool:
 
 
 def enrich_attributes(attrs: Mapping[str, object], *, at: datetime | None = None,
-                      book: PriceBook | None = None) -> dict[str, AttributeValue]:
-    """The cost attributes to add to a span with attributes ``attrs`` started at ``at`` (default now).
+                      book: PriceBook | None = None, at_ns: object = None) -> dict[str, AttributeValue]:
+    """The cost attributes to add to a span with attributes ``attrs`` started at ``at``, or ``at_ns``
+    (its ``start_time_unix_nano``; default now).
 
     Empty when the span is not an inference span with usage, or is already costed. Never raises: a
     failure returns an empty dict (the span stays as it was) and is counted as ``failed``.
     """
     try:
-        outcome, added = _enrich(attrs, at, book)
+        outcome, added = _enrich(attrs, at, at_ns, book)
     except Exception as exc:
         report_internal_error("collector.enrich", exc)
         outcome, added = Outcome.FAILED, {}
@@ -90,7 +86,7 @@ def enrich_attributes(attrs: Mapping[str, object], *, at: datetime | None = None
     return added
 
 
-def _enrich(attrs: Mapping[str, object], at: datetime | None,
+def _enrich(attrs: Mapping[str, object], at: datetime | None, at_ns: object,
             book: PriceBook | None) -> tuple[str, dict[str, AttributeValue]]:
     if any(attrs.get(key) is not None for key in COSTED_KEYS):
         return Outcome.ALREADY_COSTED, {}
@@ -98,31 +94,20 @@ def _enrich(attrs: Mapping[str, object], at: datetime | None,
     response_model = _text(attrs.get(sc.GEN_AI_RESPONSE_MODEL))
     if _text(attrs.get(sc.GEN_AI_OPERATION_NAME)) not in INFERENCE_OPERATIONS \
             or not (request_model or response_model) \
-            or all(attrs.get(key) is None for key in TOKEN_KEYS):
+            or all(attrs.get(key) is None for key in sc.SPAN_USAGE_KEYS):
         return Outcome.NOT_INFERENCE, {}
-    provider = _text(attrs.get(sc.GEN_AI_PROVIDER_NAME)) or _text(attrs.get(sc.GEN_AI_SYSTEM))
-    usage = usage_from_span_attributes(attrs)
-    cost = (book or default_price_book()).cost(
-        usage, provider=provider.lower() if provider else None, request_model=request_model,
-        response_model=response_model, at=at or datetime.now(timezone.utc), service_tier=_service_tier(attrs))
+    book = book or default_price_book()
+    priced = price_span_attributes(attrs, at_ns, book, at=at)  # as the processor prices a peer's span
+    cost = priced.cost
     added = cost_attributes(cost)
     if sc.LLMTALLY_PRICE_CATALOG not in added:
         # Unpriced: say which catalog did not know the model, so a later catalog update explains a change.
-        catalog = (book or default_price_book()).catalog
+        catalog = book.catalog
         if catalog is not None:
             added[sc.LLMTALLY_PRICE_CATALOG] = catalog.version
-    if usage.clamped:
+    if priced.usage.clamped:
         added[sc.LLMTALLY_USAGE_CLAMPED] = True
     return cost.status, added
-
-
-def _service_tier(attrs: Mapping[str, object]) -> str | None:
-    # The tier the response says was used wins over the requested one, as in the OpenAI instrumentor.
-    for key in (sc.OPENAI_RESPONSE_SERVICE_TIER, sc.OPENAI_REQUEST_SERVICE_TIER):
-        tier = _text(attrs.get(key))
-        if tier and tier not in _STANDARD_TIERS:
-            return tier
-    return None
 
 
 def _text(value: object) -> str | None:
@@ -134,7 +119,9 @@ def start_time(unix_nano: object) -> datetime | None:
     if type(unix_nano) is not int or unix_nano <= 0:
         return None
     try:
-        return datetime.fromtimestamp(unix_nano / 1e9, tz=timezone.utc)
+        # Integer seconds, then microseconds: a float division can round the day's last instant into the next.
+        return datetime.fromtimestamp(unix_nano // 10**9, tz=timezone.utc).replace(
+            microsecond=unix_nano // 1000 % 10**6)
     except (OverflowError, OSError, ValueError):
         return None
 

@@ -42,28 +42,22 @@ from decimal import Decimal
 from typing import Final
 
 from llmtally import semconv as sc
-from llmtally.collector.enrich import INFERENCE_OPERATIONS, TOKEN_KEYS
+from llmtally.collector.enrich import INFERENCE_OPERATIONS
 from llmtally.pricing import matching
 from llmtally.pricing.catalog import PROVIDER_IDS, Catalog
-from llmtally.pricing.engine import LOCAL_PROVIDERS, request_model_first
+from llmtally.pricing.engine import LOCAL_PROVIDERS, STANDARD_SERVICE_TIERS, request_model_first
 from llmtally.pricing.model import ModelPricing, PricePeriod, Rates, Tier
 
 COLLECTOR_VERSION: Final = "0.136.0"
 """The otelcol-contrib release every config in collector-config/ targets (component keys checked against it)."""
 
-# Where each token count is read from: the semconv name first, then older spellings, in the order
-# llmtally.processor.usage_from_span_attributes reads them (the first key present wins).
-TOKEN_SOURCES: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
-    ("in", (sc.GEN_AI_USAGE_INPUT_TOKENS, sc.GEN_AI_USAGE_PROMPT_TOKENS)),
-    ("out", (sc.GEN_AI_USAGE_OUTPUT_TOKENS, sc.GEN_AI_USAGE_COMPLETION_TOKENS)),
-    ("cr", (sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, "gen_ai.usage.cache_read_input_tokens")),
-    ("cw", (sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS, "gen_ai.usage.cache_creation_input_tokens",
-            "gen_ai.usage.cache_write.input_tokens")),
-    ("cw1h", ("anthropic.usage.cache_creation.ephemeral_1h_input_tokens",)),
-    ("rs", (sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, "gen_ai.usage.reasoning_tokens")),
-)
-# Service tiers that mean "the standard price" (as collector.enrich and the OpenAI instrumentor treat them).
-_STANDARD_TIERS: Final = ("auto", "default")
+# The cache name of each token count (a Usage field of semconv.SPAN_USAGE_SOURCES, the table the processor
+# and the collector plugin read), with the keys it is read from (the first key present wins).
+_CACHE_NAMES: Final = {"input_tokens": "in", "output_tokens": "out", "cache_read_tokens": "cr",
+                       "cache_write_tokens": "cw", "cache_write_1h_tokens": "cw1h", "reasoning_tokens": "rs"}
+TOKEN_SOURCES: Final = tuple((_CACHE_NAMES[field], keys) for field, keys in sc.SPAN_USAGE_SOURCES)
+# The engine prices these tiers as no tier (sorted: the generated text must not depend on set order).
+_STANDARD_TIERS: Final = tuple(sorted(STANDARD_SERVICE_TIERS))
 _NS_PER_DAY: Final = 86_400_000_000_000
 _SEP: Final = "\n"  # joins a model's candidate names for one regex lookup; a name never contains it
 _LEAVES: Final = ("u", "cr", "c5", "cw1h", "v", "rs")  # uncached, cache read, 5m/1h cache write, output, reasoning
@@ -424,7 +418,7 @@ def cost_program(catalog: Catalog, selection: Selection | None = None) -> CostPr
         f"{attr(sc.GEN_AI_USAGE_COST_AMOUNT)} == nil", f"{attr(sc.LLMTALLY_COST_STATUS)} == nil",
         _any(*(f"{attr(sc.GEN_AI_OPERATION_NAME)} == {ottl_string(op)}" for op in sorted(INFERENCE_OPERATIONS))),
         _any(_has_text(sc.GEN_AI_REQUEST_MODEL), _has_text(sc.GEN_AI_RESPONSE_MODEL)),
-        _any(*(f"{attr(key)} != nil" for key in TOKEN_KEYS)),
+        _any(*(f"{attr(key)} != nil" for key in sc.SPAN_USAGE_KEYS)),
     ]),)
 
     out: list[str] = []

@@ -39,7 +39,7 @@ if __name__ not in ("llmtally.collector.rotel_processor", "__main__"):
 from opentelemetry.util.types import AttributeValue
 
 from llmtally import semconv as sc
-from llmtally.collector.enrich import Outcome, count, enrich_attributes, start_time, wanted
+from llmtally.collector.enrich import Outcome, count, enrich_attributes, wanted
 from llmtally.instrumentation._guard import report_internal_error
 from llmtally.instrumentation.call import default_price_book
 
@@ -92,7 +92,7 @@ def _process_span(span: Any, llmtally_ids: set[bytes]) -> None:
             if wanted(key):
                 value = kv.value
                 attrs[key] = None if value is None else value.value
-        added = enrich_attributes(attrs, at=start_time(span.start_time_unix_nano))
+        added = enrich_attributes(attrs, at_ns=span.start_time_unix_nano)
         if not added:
             return
         # Build the whole new list first, then assign once: the span is either fully enriched or untouched.

@@ -232,7 +232,7 @@ def _start(operation: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Cal
                     streaming=operation == CHAT and kwargs.get("stream") is True, attributes=attrs,
                     price_book=_settings.price_book, estimate_input=estimate, capture=capture)
         tier = kwargs.get("service_tier")
-        if isinstance(tier, str) and tier not in ("auto", "default"):
+        if isinstance(tier, str):  # "auto"/"default": the engine prices them as standard
             call.service_tier = tier
         return call
     except Exception as exc:

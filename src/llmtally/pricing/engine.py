@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import cast
+from typing import Final, cast
 
 from llmtally import semconv
 from llmtally.pricing.catalog import Catalog, bundled_catalog
@@ -33,6 +33,8 @@ ENV_PRICE_FILES = "LLMTALLY_PRICE_FILES"
 # Providers that run models on the user's own hardware: without a price file their calls are "free"
 # (an explicit status with amount 0), never "unpriced" and never a silent $0.
 LOCAL_PROVIDERS = frozenset({semconv.Provider.OLLAMA})
+STANDARD_SERVICE_TIERS: Final = frozenset({"auto", "default"})
+"""Service tiers that mean the standard price: :meth:`PriceBook.cost` treats them as no tier at all."""
 _ZERO = Decimal(0)
 _ONE = Decimal(1)
 _MISSING = object()
@@ -56,8 +58,11 @@ class PerToken:
     output_audio: Decimal | None
     input_image: Decimal | None
     output_image: Decimal | None
-    core: tuple[Decimal, Decimal, Decimal, Decimal, Decimal] | None
-    """(input, cache read, cache write, output, reasoning) when all five have a rate: the fast path."""
+    cache_saving: Decimal | None
+    """Input minus cache read: what one cache-read token saves (made once, not per call)."""
+    core: tuple[Decimal, Decimal, Decimal, Decimal, Decimal, Decimal] | None
+    """(input, cache read, cache write, output, reasoning, input minus cache read: what a cache read
+    saves) when all five rates are known: the fast path."""
 
     @classmethod
     def of(cls, rates: Rates, multiplier: Decimal) -> PerToken:
@@ -70,10 +75,11 @@ class PerToken:
         p_cr = per(rates.cache_read if rates.cache_read is not None else rates.input)
         p_cw = per(cache_write)
         p_rs = per(rates.reasoning if rates.reasoning is not None else rates.output)
+        saving = p_in - p_cr if p_in is not None and p_cr is not None else None
         core = None
-        if p_in is not None and p_out is not None and p_cr is not None and p_cw is not None \
-                and p_rs is not None:
-            core = (p_in, p_cr, p_cw, p_out, p_rs)
+        if saving is not None and p_in is not None and p_out is not None and p_cr is not None \
+                and p_cw is not None and p_rs is not None:
+            core = (p_in, p_cr, p_cw, p_out, p_rs, saving)
         return cls(
             input=p_in,
             output=p_out,
@@ -85,6 +91,7 @@ class PerToken:
             output_audio=per(rates.output_audio if rates.output_audio is not None else rates.output),
             input_image=per(rates.input_image if rates.input_image is not None else rates.input),
             output_image=per(rates.output_image if rates.output_image is not None else rates.output),
+            cache_saving=saving,
             core=core,
         )
 
@@ -129,12 +136,12 @@ class ResolvedPrice:
                     and not (u.input_audio_tokens or u.input_image_tokens or u.output_audio_tokens
                              or u.output_image_tokens or u.cache_write_1h_tokens):
                 # Common path, inlined (no per-leaf calls): every core rate is known.
-                p_in, p_cr, p_cw, p_out, p_rs = core
+                p_in, p_cr, p_cw, p_out, p_rs, p_saved = core
                 n = u.input_tokens - u.cache_read_tokens - u.cache_write_tokens
                 uncached = n * p_in if n else _ZERO
                 n = u.cache_read_tokens
                 cache_read = n * p_cr if n else _ZERO
-                savings = n * (p_in - p_cr) if n else _ZERO
+                savings = n * p_saved if n else _ZERO
                 n = u.cache_write_tokens
                 cache_write = n * p_cw if n else _ZERO
                 n = u.output_tokens - u.reasoning_tokens
@@ -153,8 +160,8 @@ class ResolvedPrice:
                 uncached = (_mul(n_uncached - audio - image, r.input) + _mul(audio, r.input_audio)
                             + _mul(image, r.input_image))
                 cache_read = _mul(u.cache_read_tokens, r.cache_read)
-                savings = (u.cache_read_tokens * (r.input - r.cache_read)
-                           if u.cache_read_tokens and r.input is not None and r.cache_read is not None else _ZERO)
+                savings = (u.cache_read_tokens * r.cache_saving
+                           if u.cache_read_tokens and r.cache_saving is not None else _ZERO)
                 n_1h = u.cache_write_1h_tokens
                 cache_write = (_mul(u.cache_write_tokens - n_1h, r.cache_write)
                                + _mul(n_1h, r.cache_write_1h))
@@ -257,7 +264,8 @@ class PriceBook:
              response_model: str | None = None, at: datetime | None = None,
              service_tier: str | None = None, at_ns: int | None = None) -> Cost:
         """The Cost of one call at ``at`` (or ``at_ns``, epoch nanoseconds: the per-call path has those
-        and a datetime costs microseconds to make; default: now). Never raises for any usage or model."""
+        and a datetime costs microseconds to make; default: now). A ``service_tier`` in
+        :data:`STANDARD_SERVICE_TIERS` is the standard price, as None. Never raises for any usage or model."""
         if usage.provider_cost is not None:
             return Cost(status=semconv.CostStatus.PRICED, amount=usage.provider_cost,
                         source=semconv.CostSource.PROVIDER, priced_as=response_model or request_model,
@@ -268,13 +276,15 @@ class PriceBook:
             if at_ns is None:
                 at_ns = time.time_ns()
             day = at_ns // _NS_PER_DAY + _EPOCH_ORDINAL
+        if service_tier in STANDARD_SERVICE_TIERS:
+            service_tier = None  # one cache entry and one price for every spelling of "standard"
         key = (provider, response_model, request_model, day, service_tier)  # prices change by UTC day
         cached = self._resolved.get(key, _MISSING)
         if cached is not _MISSING:
             resolved = cast("ResolvedPrice | None", cached)
         else:
             if at is None:
-                at = datetime.fromtimestamp(cast(int, at_ns) / 1e9, tz=timezone.utc)
+                at = _from_ns(cast(int, at_ns))
             resolved = None
             time_dependent = False
             order = ((request_model, response_model) if request_model_first(provider)
@@ -318,6 +328,12 @@ def _active(period: PricePeriod, at: datetime) -> bool:
     return True
 
 
+def _from_ns(at_ns: int) -> datetime:
+    # Integer seconds, then microseconds truncated: a float division (at_ns / 1e9) rounds the last
+    # 100 ns of a day into the next one, disagreeing with the integer day key the result is cached by.
+    return datetime.fromtimestamp(at_ns // 10**9, tz=timezone.utc).replace(microsecond=at_ns // 1000 % 10**6)
+
+
 def _utc_date(at: datetime) -> date:
     return at.astimezone(timezone.utc).date() if at.tzinfo else at.date()
 
@@ -327,7 +343,7 @@ def _resolve(pricing: ModelPricing, multiplier: Decimal, at: datetime,
     period = next((p for p in reversed(pricing.periods) if _active(p, at)), pricing.periods[0])
     rates = period.rates
     tier_rates = [(t.above_input_tokens, t.rates) for t in period.tiers]
-    if service_tier is not None:
+    if service_tier is not None and service_tier not in STANDARD_SERVICE_TIERS:
         context = {"service_tier": service_tier}
         for variant in pricing.variants:
             if variant.start is not None and _utc_date(at) < variant.start:

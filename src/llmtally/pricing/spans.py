@@ -1,0 +1,72 @@
+"""Pricing a span made by another instrumentation from its gen_ai attributes alone.
+
+The one reading of those attributes (token counts with their older spellings, provider with the
+``gen_ai.system`` fallback, models, service tier) shared by the processor (peer spans in this process)
+and the collector plugin (any app's spans), so both price the same span the same way. The generated
+OTTL statements (:mod:`llmtally.collector.ottl`) reproduce it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from llmtally import semconv as sc
+from llmtally.pricing.engine import STANDARD_SERVICE_TIERS, PriceBook
+from llmtally.pricing.model import Cost
+from llmtally.usage import Usage
+
+_MAX_NS: Final = 253_402_300_800 * 10**9  # year 10000: no datetime past it, so priced as of now instead
+_TIER_KEYS: Final = (sc.OPENAI_RESPONSE_SERVICE_TIER, sc.OPENAI_REQUEST_SERVICE_TIER)
+
+
+@dataclass(frozen=True, slots=True)
+class SpanPrice:
+    """What :func:`price_span_attributes` read from a span, and its cost."""
+
+    usage: Usage
+    cost: Cost
+    provider: str | None
+    """``gen_ai.provider.name``, else ``gen_ai.system``, lower-cased; None when neither is text."""
+    request_model: str | None
+    response_model: str | None
+    service_tier: str | None
+
+
+def usage_from_span_attributes(attrs: Mapping[str, Any]) -> Usage:
+    """Usage from GenAI semconv span attributes, with the older/peer spellings as fallbacks."""
+    counts: dict[str, Any] = {field: next((attrs[k] for k in keys if attrs.get(k) is not None), None)
+                              for field, keys in sc.SPAN_USAGE_SOURCES}
+    return Usage.build(**counts)
+
+
+def span_service_tier(attrs: Mapping[str, Any]) -> str | None:
+    """The service tier a span names: the response's wins over the request's, but a standard one
+    (``auto``/``default``) falls back to the request's, as the OpenAI instrumentor and the OTTL do."""
+    for key in _TIER_KEYS:
+        tier = _text(attrs.get(key))
+        if tier and tier not in STANDARD_SERVICE_TIERS:
+            return tier
+    return None
+
+
+def price_span_attributes(attrs: Mapping[str, Any], start_ns: object, book: PriceBook, *,
+                          at: datetime | None = None) -> SpanPrice:
+    """Price a span from its attributes at its start, ``start_ns`` (epoch nanoseconds; ``at`` wins when
+    given; neither, or a value that is no time: now). Never raises for any attribute values."""
+    provider = _text(attrs.get(sc.GEN_AI_PROVIDER_NAME)) or _text(attrs.get(sc.GEN_AI_SYSTEM))
+    provider = provider.lower() if provider else None
+    request_model = _text(attrs.get(sc.GEN_AI_REQUEST_MODEL))
+    response_model = _text(attrs.get(sc.GEN_AI_RESPONSE_MODEL))
+    tier = span_service_tier(attrs)
+    usage = usage_from_span_attributes(attrs)
+    at_ns = start_ns if type(start_ns) is int and 0 < start_ns < _MAX_NS else None
+    cost = book.cost(usage, provider=provider, request_model=request_model, response_model=response_model,
+                     at=at, at_ns=at_ns, service_tier=tier)
+    return SpanPrice(usage, cost, provider, request_model, response_model, tier)
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
