@@ -108,6 +108,16 @@ def test_chat(fake_provider: FakeProvider, spans: InMemorySpanExporter) -> None:
     assert "gen_ai.input.messages" not in a and "gen_ai.output.messages" not in a  # content is opt-in
 
 
+
+def test_request_numbers_keep_their_semconv_types(fake_provider: FakeProvider, spans: InMemorySpanExporter) -> None:
+    """Whole-number sampling parameters are doubles, as semconv types them; token counts and seeds stay ints."""
+    v2(fake_provider).chat(model=MODEL, messages=MESSAGES, temperature=0, p=1, max_tokens=100, seed=7,
+                           request_options=options())
+    a = attrs(only_span(spans))
+    assert (type(a["gen_ai.request.temperature"]), type(a["gen_ai.request.top_p"])) == (float, float)
+    assert (a["gen_ai.request.temperature"], a["gen_ai.request.top_p"]) == (0.0, 1.0)
+    assert (type(a["gen_ai.request.max_tokens"]), type(a["gen_ai.request.seed"])) == (int, int)
+
 def test_chat_stream(fake_provider: FakeProvider, spans: InMemorySpanExporter) -> None:
     events = list(v2(fake_provider).chat_stream(model=MODEL, messages=MESSAGES, request_options=options()))
     kinds = [e.type for e in events]

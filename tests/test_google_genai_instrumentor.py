@@ -82,6 +82,27 @@ def test_generate_content_stream(fake_provider: FakeProvider, spans: InMemorySpa
     assert "gen_ai.response.time_to_first_chunk" in (span.attributes or {})
 
 
+
+def test_request_numbers_keep_their_semconv_types(fake_provider: FakeProvider, spans: InMemorySpanExporter) -> None:
+    """A whole-number temperature is a double, as semconv types it (and as the other instrumentors record it)."""
+    c = client(fake_provider)
+    c.models.generate_content(model=MODEL, contents="hi",
+                              config={"temperature": 1, "top_p": 1, "max_output_tokens": 64})
+    a = only_span(spans).attributes or {}
+    assert (type(a["gen_ai.request.temperature"]), type(a["gen_ai.request.top_p"])) == (float, float)
+    assert (a["gen_ai.request.temperature"], a["gen_ai.request.top_p"]) == (1.0, 1.0)
+    assert type(a["gen_ai.request.max_tokens"]) is int and a["gen_ai.request.max_tokens"] == 64
+    # The SDK makes a dict config a pydantic model (int -> float) today; a config passed through as given is
+    # typed by llmtally all the same.
+    from llmtally.instrumentation import google_genai as gg
+
+    call = gg._start(object(), {"model": MODEL, "config": {"temperature": 0, "max_output_tokens": 8}},
+                     "generate_content", stream=False)
+    assert call is not None
+    call.finish(None)
+    started = call.start_attributes
+    assert (type(started["gen_ai.request.temperature"]), type(started["gen_ai.request.max_tokens"])) == (float, int)
+
 @pytest.mark.anyio
 async def test_async_generate_and_stream(fake_provider: FakeProvider, spans: InMemorySpanExporter) -> None:
     c = client(fake_provider)

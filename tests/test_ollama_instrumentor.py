@@ -152,6 +152,17 @@ def test_request_options_become_attributes(fake: FakeProvider, spans: InMemorySp
     assert a["gen_ai.request.stop_sequences"] == ("\n",)
 
 
+
+def test_request_numbers_keep_their_semconv_types(fake: FakeProvider, spans: InMemorySpanExporter) -> None:
+    """Whole-number sampling parameters are doubles, as semconv types them; token counts and seeds stay ints."""
+    client(fake).chat(model=MODEL, messages=MESSAGES, options={"temperature": 1, "top_p": 1, "top_k": 40,
+                                                               "num_predict": 64, "seed": 42})
+    a = only_span(spans).attributes or {}
+    for key in ("gen_ai.request.temperature", "gen_ai.request.top_p", "gen_ai.request.top_k"):
+        assert type(a[key]) is float, key
+    assert (a["gen_ai.request.temperature"], a["gen_ai.request.top_k"]) == (1.0, 40.0)
+    assert (type(a["gen_ai.request.max_tokens"]), type(a["gen_ai.request.seed"])) == (int, int)
+
 def test_tool_call_stream(fake: FakeProvider, spans: InMemorySpanExporter) -> None:
     parts = list(client(fake, **{"X-Fake-Scenario": "tools"}).chat(model=MODEL, messages=MESSAGES, stream=True))
     assert parts[0].message.tool_calls[0].function.name == "get_weather"

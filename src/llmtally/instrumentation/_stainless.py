@@ -8,15 +8,16 @@ the current-span context, and hands back the SDK's own object or a transparent p
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 import wrapt
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
 
 from llmtally.instrumentation._guard import report_internal_error
 from llmtally.instrumentation.call import Call
+from llmtally.instrumentation.hosts import server_of_url
 from llmtally.instrumentation.streams import (
     Accumulator,
     TracedAsyncResponse,
@@ -53,6 +54,62 @@ class Adapter(Protocol):
 
     def sdk_types(self) -> tuple[Any, ...]:
         """(Stream, AsyncStream, LegacyAPIResponse, APIResponse, AsyncAPIResponse) of the SDK."""
+
+
+E = TypeVar("E")
+_MISSING: Any = object()
+
+
+def path_matcher(match: Callable[[str], E | None]) -> Callable[[Any], E | None]:
+    """``match`` of a request path (``options.url``), remembered per path: the few paths an app uses are
+    matched once."""
+    seen: dict[str, E | None] = {}
+
+    def endpoint(url: Any) -> E | None:
+        key = url if type(url) is str else str(url)
+        found = seen.get(key, _MISSING)
+        if found is _MISSING:
+            found = match(key)
+            if len(seen) > 512:  # paths with ids in them (files, batches): keep the cache small
+                seen.clear()
+            seen[key] = found
+        return found
+
+    return endpoint
+
+
+class Request(NamedTuple, Generic[E]):
+    """What a traced ``request()`` sends: the SDK's options, the endpoint found for its path, the JSON body
+    (empty when it has none), its model and stream flag, and the client's server address and port."""
+
+    options: Any
+    endpoint: E
+    body: Mapping[str, Any]
+    model: str | None
+    stream: bool
+    host: str | None
+    port: int | None
+
+
+def request_of(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+               endpoint: Callable[[Any], E | None]) -> Request[E] | None:
+    """The request of ``request(cast_to, options, ...)`` when it is a POST to a path ``endpoint`` knows
+    (a :func:`path_matcher`), else None."""
+    options = args[1] if len(args) > 1 else kwargs.get("options")
+    if options is None:
+        return None
+    method = getattr(options, "method", "")
+    if method != "post" and str(method).lower() != "post":  # the SDKs send "post": compare that first
+        return None
+    found = endpoint(getattr(options, "url", ""))
+    if found is None:
+        return None
+    json_data = options.json_data
+    body = json_data if type(json_data) is dict or isinstance(json_data, Mapping) else {}  # dict first: no ABC
+    model = body.get("model")
+    host, port = server_of_url(getattr(instance, "base_url", None))
+    return Request(options, found, body, model if isinstance(model, str) else None, body.get("stream") is True,
+                   host, port)
 
 
 def instrument(module: str, adapter: Adapter) -> None:

@@ -24,6 +24,7 @@ from opentelemetry.util.types import AttributeValue
 from llmtally import semconv as sc
 from llmtally.estimate import estimate_prompt_tokens, message_texts
 from llmtally.instrumentation import _stainless as stainless
+from llmtally.instrumentation._request import request_numbers
 from llmtally.instrumentation._stainless import Plan
 from llmtally.instrumentation.call import Call, Settings, capture_content_enabled
 from llmtally.instrumentation.hosts import provider_for_host
@@ -82,42 +83,34 @@ def _provider(instance: Any, host: str | None) -> str:
     return _PROVIDERS.get(type(instance).__name__) or provider_for_host(host, default=sc.Provider.ANTHROPIC)
 
 
+def _match_messages(url: str) -> bool | None:
+    """True for the messages endpoint; count_tokens and the rest are not billed inference, not traced."""
+    return url.split("?", 1)[0].rstrip("/").endswith("/messages") or None
+
+
+_endpoint = stainless.path_matcher(_match_messages)
+
+
 def _plan(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Plan | None:
-    options = args[1] if len(args) > 1 else kwargs.get("options")
-    if options is None or str(getattr(options, "method", "")).lower() != "post":
+    request = stainless.request_of(instance, args, kwargs, _endpoint)
+    if request is None:
         return None
-    path = str(getattr(options, "url", "")).split("?", 1)[0].rstrip("/")
-    if not path.endswith("/messages"):  # count_tokens and the rest: not billed inference, not traced
-        return None
-    json_data = options.json_data
-    body = json_data if type(json_data) is dict or isinstance(json_data, Mapping) else {}  # dict first: no ABC
-    model = body.get("model")
-    model = model if isinstance(model, str) else None
-    stream = body.get("stream") is True
-    url = getattr(instance, "base_url", None)
-    host = getattr(url, "host", None) or None
-    port = getattr(url, "port", None) or (443 if getattr(url, "scheme", "https") == "https" else 80)
+    _, _, body, model, stream, host, port = request
     provider = _provider(instance, host)
     capture = capture_content_enabled()
     call = Call(_settings.tracer, provider=provider, operation=sc.Operation.CHAT, request_model=model,
-                server_address=host, server_port=int(port) if host else None, streaming=stream,
+                server_address=host, server_port=port, streaming=stream,
                 attributes=_request_attributes(body, capture), price_book=_settings.price_book,
                 estimate_input=partial(_estimate_input, body, model), capture=capture)
     return Plan(call, MESSAGES, stream, False, args, kwargs)
 
 
+_NUMBERS = (("max_tokens", sc.GEN_AI_REQUEST_MAX_TOKENS), ("temperature", sc.GEN_AI_REQUEST_TEMPERATURE),
+            ("top_p", sc.GEN_AI_REQUEST_TOP_P), ("top_k", sc.GEN_AI_REQUEST_TOP_K))
+
+
 def _request_attributes(body: Mapping[str, Any], capture: bool) -> dict[str, AttributeValue]:
-    attrs: dict[str, AttributeValue] = {}
-    max_tokens = body.get("max_tokens")
-    if isinstance(max_tokens, int):
-        attrs[sc.GEN_AI_REQUEST_MAX_TOKENS] = max_tokens
-    for key, attr in (("temperature", sc.GEN_AI_REQUEST_TEMPERATURE), ("top_p", sc.GEN_AI_REQUEST_TOP_P)):
-        value = body.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            attrs[attr] = float(value)
-    top_k = body.get("top_k")
-    if isinstance(top_k, int):
-        attrs[sc.GEN_AI_REQUEST_TOP_K] = float(top_k)
+    attrs = request_numbers(body.get, _NUMBERS, {})
     stop = body.get("stop_sequences")
     if isinstance(stop, list) and all(isinstance(s, str) for s in stop):
         attrs[sc.GEN_AI_REQUEST_STOP_SEQUENCES] = list(stop)
@@ -193,8 +186,6 @@ class _MessageAccumulator:
         return True
 
     def usage(self) -> Usage | None:
-        if self._start_usage is None and self._delta_usage is None:
-            return None
         if self._delta_usage is None:
             return None  # cut before message_delta: message_start's output count is not final; estimate
         return from_anthropic({"usage": merge_anthropic_stream_usage(self._start_usage, self._delta_usage)})

@@ -62,6 +62,7 @@ from opentelemetry.util.types import AttributeValue
 from llmtally import semconv as sc
 from llmtally.estimate import counter_for, estimate_prompt_tokens
 from llmtally.instrumentation._guard import report_internal_error
+from llmtally.instrumentation._request import request_number
 from llmtally.instrumentation.call import Call, Settings, capture_content_enabled
 from llmtally.instrumentation.hosts import server_of
 from llmtally.instrumentation.streams import TracedStream, UsageAccumulator
@@ -185,7 +186,6 @@ _PARAMS: dict[str | None, tuple[tuple[str, tuple[str, ...], str], ...]] = {
     TITAN_EMBED: (("", ("embeddingTypes",), sc.GEN_AI_REQUEST_ENCODING_FORMATS),),
     COHERE_EMBED: (("", ("embedding_types",), sc.GEN_AI_REQUEST_ENCODING_FORMATS),),
 }
-_INTEGER_ATTRS = frozenset({sc.GEN_AI_REQUEST_MAX_TOKENS})
 _LIST_ATTRS = frozenset({sc.GEN_AI_REQUEST_STOP_SEQUENCES, sc.GEN_AI_REQUEST_ENCODING_FORMATS})
 
 
@@ -199,11 +199,10 @@ def request_attributes(kind: str | None, source: Mapping[str, Any]) -> dict[str,
             strings = _strings(value)
             if strings is not None:
                 attrs[attr] = strings
-        elif attr in _INTEGER_ATTRS:
-            if isinstance(value, int) and not isinstance(value, bool):
-                attrs[attr] = value
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            attrs[attr] = float(value)
+        else:
+            number = request_number(attr, value)
+            if number is not None:
+                attrs[attr] = number
     return attrs
 
 

@@ -32,16 +32,18 @@ import json
 from collections.abc import Callable, Collection
 from functools import partial
 from typing import Any
-from urllib.parse import urlsplit
 
 import wrapt
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+from opentelemetry.util.types import AttributeValue
 
 from llmtally import semconv as sc
 from llmtally.estimate import REPLY_PRIMING_TOKENS, TOKENS_PER_MESSAGE, counter_for, estimate_prompt_tokens
 from llmtally.instrumentation._guard import report_internal_error
+from llmtally.instrumentation._request import jsonable, request_numbers
 from llmtally.instrumentation.call import Call, Settings, capture_content_enabled
+from llmtally.instrumentation.hosts import server_of
 from llmtally.instrumentation.streams import TracedAsyncStream, TracedStream, UsageAccumulator
 from llmtally.usage import Usage, _fields, _get, from_cohere
 
@@ -116,11 +118,7 @@ def _targets(hooks: str) -> list[tuple[type, str, Wrapper]]:
 _REQUEST_NUMBERS = (("max_tokens", sc.GEN_AI_REQUEST_MAX_TOKENS), ("temperature", sc.GEN_AI_REQUEST_TEMPERATURE),
                     ("p", sc.GEN_AI_REQUEST_TOP_P), ("seed", sc.GEN_AI_REQUEST_SEED),
                     ("frequency_penalty", sc.GEN_AI_REQUEST_FREQUENCY_PENALTY),
-                    ("presence_penalty", sc.GEN_AI_REQUEST_PRESENCE_PENALTY))
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+                    ("presence_penalty", sc.GEN_AI_REQUEST_PRESENCE_PENALTY), ("k", sc.GEN_AI_REQUEST_TOP_K))
 
 
 def _start(instance: Any, kwargs: dict[str, Any], api: str, stream: bool) -> Call | None:
@@ -132,26 +130,20 @@ def _start(instance: Any, kwargs: dict[str, Any], api: str, stream: bool) -> Cal
         model = kwargs.get("model")
         model = model if isinstance(model, str) else None
         capture = capture_content_enabled()
-        attrs: dict[str, Any] = {}
+        attrs: dict[str, AttributeValue] = {}
         if api == _EMBED:
             formats = kwargs.get("embedding_types")
             if isinstance(formats, (list, tuple)) and all(isinstance(f, str) for f in formats):
                 attrs[sc.GEN_AI_REQUEST_ENCODING_FORMATS] = list(formats)
         else:
-            for key, attr in _REQUEST_NUMBERS:
-                value = kwargs.get(key)
-                if _number(value):
-                    attrs[attr] = value
-            top_k = kwargs.get("k")
-            if isinstance(top_k, (int, float)) and not isinstance(top_k, bool):
-                attrs[sc.GEN_AI_REQUEST_TOP_K] = float(top_k)
+            request_numbers(kwargs.get, _REQUEST_NUMBERS, attrs)
             stop = kwargs.get("stop_sequences")
             if isinstance(stop, (list, tuple)) and all(isinstance(s, str) for s in stop):
                 attrs[sc.GEN_AI_REQUEST_STOP_SEQUENCES] = list(stop)
         if capture:
             prompt = _prompt(api, kwargs)
             if prompt is not None:
-                attrs[sc.GEN_AI_INPUT_MESSAGES] = json.dumps(prompt, default=_jsonable)[:100_000]
+                attrs[sc.GEN_AI_INPUT_MESSAGES] = json.dumps(prompt, default=jsonable)[:100_000]
         return Call(_settings.tracer, provider=provider,
                     operation=sc.Operation.EMBEDDINGS if api == _EMBED else sc.Operation.CHAT,
                     request_model=model, server_address=host, server_port=port, streaming=stream, attributes=attrs,
@@ -167,9 +159,7 @@ def _destination(wrapper: Any) -> tuple[str, str | None, int | None]:
     ``api.cohere.com`` as their base URL and re-route every request in an httpx request hook
     (``cohere.aws_client`` / ``cohere.oci_client``): the hook's module and its closure tell the cloud."""
     base = wrapper.get_base_url() if wrapper is not None else None
-    parts = urlsplit(str(base)) if base else None
-    host = parts.hostname if parts else None
-    port = (parts.port or (443 if parts.scheme == "https" else 80)) if parts else None
+    host, port = server_of(str(base) if base else None)
     try:
         hooks = wrapper.httpx_client.httpx_client.event_hooks.get("request") or ()
     except Exception:  # no httpx client we know of: the base URL is where requests go
@@ -199,16 +189,6 @@ def _closure(function: Any) -> dict[str, Any]:
         except ValueError:  # an empty cell
             continue
     return values
-
-
-def _jsonable(value: Any) -> Any:
-    dump = getattr(value, "model_dump", None) or getattr(value, "dict", None)
-    if callable(dump):
-        try:
-            return dump()
-        except Exception:
-            pass
-    return str(value)
 
 
 def _prompt(api: str, kwargs: dict[str, Any]) -> Any:

@@ -13,22 +13,22 @@ cumulative usage, so the last chunk with counts is the call's usage.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
+from functools import partial
 from typing import Any
-from urllib.parse import urlsplit
 
-import wrapt
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
-from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
 from llmtally import semconv as sc
 from llmtally.estimate import heuristic_tokens
 from llmtally.instrumentation._guard import report_internal_error
+from llmtally.instrumentation._request import request_numbers
 from llmtally.instrumentation.call import Call, Settings, capture_content_enabled
+from llmtally.instrumentation.hosts import server_of
 from llmtally.instrumentation.streams import TracedAsyncStream, TracedStream
 from llmtally.usage import Usage, _fields, _get, from_google_genai
 
 _settings = Settings()
-_MODULE = "google.genai.models"
 
 
 class GoogleGenAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
@@ -39,23 +39,30 @@ class GoogleGenAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     def _instrument(self, **kwargs: Any) -> None:
         _settings.configure(__name__, kwargs)
-        wrapt.wrap_function_wrapper(_MODULE, "Models._generate_content", _sync_generate)
-        wrapt.wrap_function_wrapper(_MODULE, "Models._generate_content_stream", _sync_stream)
-        wrapt.wrap_function_wrapper(_MODULE, "Models.embed_content", _sync_embed)
-        wrapt.wrap_function_wrapper(_MODULE, "AsyncModels._generate_content", _async_generate)
-        wrapt.wrap_function_wrapper(_MODULE, "AsyncModels._generate_content_stream", _async_stream)
-        wrapt.wrap_function_wrapper(_MODULE, "AsyncModels.embed_content", _async_embed)
+        try:
+            import google.genai.models as models
+
+            sync, async_ = models.Models, models.AsyncModels
+        except Exception as exc:  # an SDK layout we do not know: leave it alone
+            report_internal_error("google_genai.instrument", exc)
+            return
+        for cls, name, wrapper in ((sync, "_generate_content", _sync_generate),
+                                   (sync, "_generate_content_stream", _sync_stream),
+                                   (sync, "embed_content", _sync_embed),
+                                   (async_, "_generate_content", _async_generate),
+                                   (async_, "_generate_content_stream", _async_stream),
+                                   (async_, "embed_content", _async_embed)):
+            _settings.wrap(cls, name, wrapper, "google_genai.instrument")
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        import google.genai.models as models
-
-        for cls, names in ((models.Models, ("_generate_content", "_generate_content_stream", "embed_content")),
-                           (models.AsyncModels, ("_generate_content", "_generate_content_stream", "embed_content"))):
-            for name in names:
-                unwrap(cls, name)
+        _settings.unwrap_all()
 
 
 # --- starting a call ------------------------------------------------------------------------------
+
+_NUMBERS = (("max_output_tokens", sc.GEN_AI_REQUEST_MAX_TOKENS), ("temperature", sc.GEN_AI_REQUEST_TEMPERATURE),
+            ("top_p", sc.GEN_AI_REQUEST_TOP_P))
+
 
 def _start(instance: Any, kwargs: dict[str, Any], operation: str, stream: bool) -> Call | None:
     if not is_instrumentation_enabled():
@@ -64,19 +71,12 @@ def _start(instance: Any, kwargs: dict[str, Any], operation: str, stream: bool) 
         client = getattr(instance, "_api_client", None)
         vertex = bool(getattr(client, "vertexai", False))
         base = getattr(getattr(client, "_http_options", None), "base_url", None)
-        parts = urlsplit(str(base)) if base else None
-        host = parts.hostname if parts else None
-        port = (parts.port or (443 if parts.scheme == "https" else 80)) if parts else None
+        host, port = server_of(str(base) if base else None)
         model = kwargs.get("model")
         contents = kwargs.get("contents")
         capture = capture_content_enabled()
-        attrs: dict[str, Any] = {}
         config = kwargs.get("config")
-        for key, attr in (("max_output_tokens", sc.GEN_AI_REQUEST_MAX_TOKENS),
-                          ("temperature", sc.GEN_AI_REQUEST_TEMPERATURE), ("top_p", sc.GEN_AI_REQUEST_TOP_P)):
-            value = _get(config, key)
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                attrs[attr] = value
+        attrs = request_numbers(partial(_get, config), _NUMBERS, {})
         if capture and contents is not None:
             attrs[sc.GEN_AI_INPUT_MESSAGES] = str(contents)[:100_000]
         return Call(_settings.tracer, provider=sc.Provider.GCP_VERTEX_AI if vertex else sc.Provider.GCP_GEMINI,

@@ -1,7 +1,9 @@
-"""Which provider an endpoint belongs to, from its host name (pure; shared by instrumentors)."""
+"""Which provider an endpoint belongs to, from its host name, and its server address and port (shared by
+instrumentors; never raises)."""
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlsplit
 
 from llmtally import semconv as sc
@@ -51,11 +53,25 @@ def provider_for_host(host: str | None, default: str = sc.Provider.OPENAI) -> st
     return default
 
 
+_servers: dict[str, tuple[str | None, int | None]] = {}
+
+
 def server_of(url: object) -> tuple[str | None, int | None]:
     """(``server.address``, ``server.port``) of an API base URL (a bare ``host[:port]`` reads as https): the
-    scheme's default port when the URL names none; (None, None) without a host. Pure, never raises."""
+    scheme's default port when the URL names none; (None, None) without a host. Never raises. The few base
+    URLs of an app are parsed once (urlsplit costs microseconds on every call otherwise)."""
     if not isinstance(url, str) or not url:
         return None, None
+    found = _servers.get(url)
+    if found is None:
+        found = _parse_server(url)
+        if len(_servers) > 256:  # per-request URLs (ids in paths): keep the cache small
+            _servers.clear()
+        _servers[url] = found
+    return found
+
+
+def _parse_server(url: str) -> tuple[str | None, int | None]:
     parts = urlsplit(url if "://" in url else "https://" + url)
     host = parts.hostname
     if not host:
@@ -65,3 +81,30 @@ def server_of(url: object) -> tuple[str | None, int | None]:
     except ValueError:  # not a number: the SDK will refuse the URL itself
         return host, None
     return host, port or (443 if parts.scheme == "https" else 80)
+
+
+_url_servers: dict[int, tuple[Any, str | None, int | None]] = {}
+
+
+def server_of_url(url: Any) -> tuple[str | None, int | None]:
+    """:func:`url_server` of a long-lived URL object (an SDK client's ``base_url``), read once per object."""
+    cached = _url_servers.get(id(url))
+    if cached is not None and cached[0] is url:  # the entry holds the object: its id is not reused meanwhile
+        return cached[1], cached[2]
+    result = url_server(url)
+    if len(_url_servers) > 256:
+        _url_servers.clear()
+    _url_servers[id(url)] = (url, *result)
+    return result
+
+
+def url_server(url: Any) -> tuple[str | None, int | None]:
+    """(``server.address``, ``server.port``) of an httpx-style URL object (``host``, ``port``, ``scheme``):
+    the scheme's default port when it names none; (None, None) without a host."""
+    host = getattr(url, "host", None)
+    if not host:
+        return None, None
+    port = getattr(url, "port", None)
+    if port is None:
+        port = 443 if getattr(url, "scheme", "https") == "https" else 80
+    return str(host), int(port)

@@ -68,16 +68,15 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-import wrapt
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
-from opentelemetry.instrumentation.utils import is_http_instrumentation_enabled, is_instrumentation_enabled, unwrap
+from opentelemetry.instrumentation.utils import is_http_instrumentation_enabled, is_instrumentation_enabled
 
 from llmtally import semconv as sc
 from llmtally.instrumentation import anthropic as anthropic_instr
 from llmtally.instrumentation import openai as openai_instr
 from llmtally.instrumentation._guard import report_internal_error, report_malformed_payload
 from llmtally.instrumentation.call import _ACTIVE, Call, Settings, capture_content_enabled
-from llmtally.instrumentation.hosts import provider_for_host
+from llmtally.instrumentation.hosts import provider_for_host, url_server
 from llmtally.instrumentation.streams import TracedAsyncStream, TracedStream
 from llmtally.usage import (
     Usage,
@@ -98,13 +97,9 @@ PACKAGES = ("httpx", "httpx2")
 CHAT, RESPONSES, COMPLETIONS, EMBEDDINGS = openai_instr.CHAT, openai_instr.RESPONSES, openai_instr.COMPLETIONS, \
     openai_instr.EMBEDDINGS
 MESSAGES = anthropic_instr.MESSAGES
-# path suffix -> (kind, gen_ai.operation.name, openai.api.type); /chat/completions before /completions
-_OPENAI_ENDPOINTS: tuple[tuple[str, str, str, str | None], ...] = (
-    ("/chat/completions", CHAT, sc.Operation.CHAT, sc.OpenAIApiType.CHAT_COMPLETIONS),
-    ("/responses", RESPONSES, sc.Operation.CHAT, sc.OpenAIApiType.RESPONSES),
-    ("/completions", COMPLETIONS, sc.Operation.TEXT_COMPLETION, None),
-    ("/embeddings", EMBEDDINGS, sc.Operation.EMBEDDINGS, None),
-)
+# The OpenAI endpoints this fallback reads (not images: no usage parser for them here), matched by the
+# OpenAI instrumentor's table and cache.
+_OPENAI_KINDS = frozenset({CHAT, RESPONSES, COMPLETIONS, EMBEDDINGS})
 _AZURE_DEPLOYMENT = re.compile(r"/openai/deployments/([^/]+)/")
 
 JSON_BODY_LIMIT = 4 * 1024 * 1024
@@ -118,12 +113,10 @@ SSE_EVENT_LIMIT = 16 * 1024 * 1024
 
 class _Settings(Settings):
     host_providers: dict[str, str]
-    patched: list[Any]
 
     def __init__(self) -> None:
         super().__init__()
         self.host_providers = {}
-        self.patched = []
 
 
 _settings = _Settings()
@@ -149,15 +142,11 @@ class HttpxInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                 module = importlib.import_module(name)
             except ImportError:
                 continue
-            wrapt.wrap_function_wrapper(module, "Client.send", _sync_send)
-            wrapt.wrap_function_wrapper(module, "AsyncClient.send", _async_send)
-            _settings.patched.append(module)
+            _settings.wrap(getattr(module, "Client", None), "send", _sync_send, "httpx.instrument")
+            _settings.wrap(getattr(module, "AsyncClient", None), "send", _async_send, "httpx.instrument")
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        for module in _settings.patched:
-            unwrap(module.Client, "send")
-            unwrap(module.AsyncClient, "send")
-        _settings.patched = []
+        _settings.unwrap_all()
 
 
 def parse_host_providers(text: str) -> dict[str, str]:
@@ -180,13 +169,10 @@ class _Plan:
 
 def endpoint(path: str) -> tuple[str, str, str | None] | None:
     """(kind, operation, openai.api.type) of an LLM endpoint path, else None (pure)."""
-    path = path.rstrip("/")
-    if path.endswith("/v1/messages"):
+    if path.rstrip("/").endswith("/v1/messages"):
         return MESSAGES, sc.Operation.CHAT, None
-    for suffix, kind, operation, api_type in _OPENAI_ENDPOINTS:
-        if path.endswith(suffix):
-            return kind, operation, api_type
-    return None
+    found = openai_instr._endpoint(path)
+    return found if found is not None and found[0] in _OPENAI_KINDS else None
 
 
 def provider_for(host: str | None, port: int | None, kind: str) -> str:
@@ -248,8 +234,7 @@ def _start(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> _Plan | None:
         if not isinstance(model, str) or not model:
             deployment = _AZURE_DEPLOYMENT.search(url.path)
             model = deployment.group(1) if deployment else None
-        host = url.host or None
-        port = url.port or (443 if url.scheme == "https" else 80)
+        host, port = url_server(url)  # a new URL object per request: nothing worth caching
         capture = capture_content_enabled()
         estimate: Callable[[], int]
         if kind == MESSAGES:
@@ -259,11 +244,11 @@ def _start(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> _Plan | None:
             attrs = openai_instr._request_attributes(kind, body, api_type, capture)
             estimate = partial(openai_instr._estimate_input, kind, body, model)
         call = Call(_settings.tracer, provider=provider_for(host, port, kind), operation=operation,
-                    request_model=model, server_address=host, server_port=port if host else None,
+                    request_model=model, server_address=host, server_port=port,
                     streaming=body.get("stream") is True, attributes=attrs, price_book=_settings.price_book,
                     estimate_input=estimate, capture=capture)
         tier = body.get("service_tier")
-        if isinstance(tier, str) and tier not in ("auto", "default"):
+        if isinstance(tier, str):  # "auto"/"default": the engine prices them as standard
             call.service_tier = tier
         return _Plan(call, kind)
     except Exception as exc:
@@ -488,11 +473,10 @@ def tail_fields(tail: bytes) -> dict[str, Any]:
     """
     out: dict[str, Any] = {}
     text = tail.decode("utf-8", "replace")
-    decoder = json.JSONDecoder()
     for key in ("usage", "model"):
         for match in reversed(list(re.finditer(rf'"{key}"\s*:\s*', text))):
             try:
-                value, _ = decoder.raw_decode(text, match.end())
+                value, _ = _JSON.raw_decode(text, match.end())
             except ValueError:
                 continue
             out[key] = value

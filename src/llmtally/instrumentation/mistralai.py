@@ -45,7 +45,7 @@ import json
 from collections.abc import Callable, Collection
 from enum import Enum
 from functools import partial
-from typing import Any, TypeGuard
+from typing import Any
 
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
@@ -54,6 +54,7 @@ from opentelemetry.util.types import AttributeValue
 from llmtally import semconv as sc
 from llmtally.estimate import counter_for, estimate_prompt_tokens
 from llmtally.instrumentation._guard import report_internal_error
+from llmtally.instrumentation._request import jsonable, request_numbers
 from llmtally.instrumentation.call import Call, Settings, capture_content_enabled
 from llmtally.instrumentation.hosts import server_of
 from llmtally.instrumentation.streams import TracedAsyncStream, TracedStream, UsageAccumulator
@@ -114,17 +115,11 @@ def _wrapper(operation: str, method: str) -> Wrapper:
 
 # --- starting a call ------------------------------------------------------------------------------
 
-# Semconv types these: integers (a float is not a token count or a seed) and doubles (an int 0 is 0.0, so one
-# attribute keeps one type across calls and instrumentors).
-_INTEGERS = (("max_tokens", sc.GEN_AI_REQUEST_MAX_TOKENS), ("random_seed", sc.GEN_AI_REQUEST_SEED))
-_DOUBLES = (("temperature", sc.GEN_AI_REQUEST_TEMPERATURE), ("top_p", sc.GEN_AI_REQUEST_TOP_P),
+# Unset parameters are the SDK's UNSET sentinel: no number, so request_numbers skips them.
+_NUMBERS = (("max_tokens", sc.GEN_AI_REQUEST_MAX_TOKENS), ("random_seed", sc.GEN_AI_REQUEST_SEED),
+            ("temperature", sc.GEN_AI_REQUEST_TEMPERATURE), ("top_p", sc.GEN_AI_REQUEST_TOP_P),
             ("presence_penalty", sc.GEN_AI_REQUEST_PRESENCE_PENALTY),
             ("frequency_penalty", sc.GEN_AI_REQUEST_FREQUENCY_PENALTY), ("top_k", sc.GEN_AI_REQUEST_TOP_K))
-
-
-def _number(value: Any) -> TypeGuard[int | float]:
-    # Unset parameters are the SDK's UNSET sentinel: neither int nor float, so they are skipped too.
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _text(value: Any) -> str | None:
@@ -149,14 +144,7 @@ def _request_attributes(operation: str, kwargs: dict[str, Any], capture: bool) -
         if encoding:
             attrs[sc.GEN_AI_REQUEST_ENCODING_FORMATS] = [encoding]
     else:
-        for key, attr in _INTEGERS:
-            value = kwargs.get(key)
-            if isinstance(value, int) and not isinstance(value, bool):
-                attrs[attr] = value
-        for key, attr in _DOUBLES:
-            value = kwargs.get(key)
-            if _number(value):
-                attrs[attr] = float(value)
+        request_numbers(kwargs.get, _NUMBERS, attrs)
         n = kwargs.get("n")
         if isinstance(n, int) and not isinstance(n, bool) and n != 1:
             attrs[sc.GEN_AI_REQUEST_CHOICE_COUNT] = n
@@ -168,7 +156,7 @@ def _request_attributes(operation: str, kwargs: dict[str, Any], capture: bool) -
     if capture:
         prompt = _prompt(operation, kwargs)
         if prompt is not None:
-            attrs[sc.GEN_AI_INPUT_MESSAGES] = json.dumps(prompt, default=_jsonable)[:100_000]
+            attrs[sc.GEN_AI_INPUT_MESSAGES] = json.dumps(prompt, default=jsonable)[:100_000]
     return attrs
 
 
@@ -179,16 +167,6 @@ def _prompt(operation: str, kwargs: dict[str, Any]) -> Any:
     if operation == _EMBED:
         return kwargs.get("inputs")
     return {"prompt": kwargs.get("prompt"), "suffix": _text(kwargs.get("suffix"))}
-
-
-def _jsonable(value: Any) -> Any:
-    dump = getattr(value, "model_dump", None)
-    if callable(dump):
-        try:
-            return dump()
-        except Exception:
-            pass
-    return str(value)
 
 
 def _estimate_input(operation: str, kwargs: dict[str, Any], model: str | None) -> int:

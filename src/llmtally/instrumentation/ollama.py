@@ -22,16 +22,19 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Collection, Mapping
+from functools import partial
 from typing import Any
 
-import wrapt
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
-from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+from opentelemetry.util.types import AttributeValue
 
 from llmtally import semconv as sc
 from llmtally.estimate import heuristic_tokens
 from llmtally.instrumentation._guard import report_internal_error
+from llmtally.instrumentation._request import request_numbers
 from llmtally.instrumentation.call import Call, Settings, capture_content_enabled
+from llmtally.instrumentation.hosts import server_of_url
 from llmtally.instrumentation.streams import TracedAsyncStream, TracedStream
 from llmtally.usage import Usage, _fields, _get, from_ollama
 
@@ -61,22 +64,21 @@ class OllamaInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     def _instrument(self, **kwargs: Any) -> None:
         _settings.configure(__name__, kwargs)
-        # Not `import ollama._client`: the package rebinds its attribute `_client` to the default Client.
-        from ollama import AsyncClient, Client
-
+        try:
+            # Not `import ollama._client`: the package rebinds its attribute `_client` to the default Client.
+            from ollama import AsyncClient, Client
+        except Exception as exc:  # an SDK layout we do not know: leave it alone
+            report_internal_error("ollama.instrument", exc)
+            return
         for method in _OPERATIONS:
             if hasattr(Client, method):
-                wrapt.wrap_function_wrapper(Client, method, _sync_wrapper(method))
+                _settings.wrap(Client, method, _sync_wrapper(method), "ollama.instrument")
             if hasattr(AsyncClient, method):
-                wrapt.wrap_function_wrapper(AsyncClient, method, _async_wrapper(method))
+                _settings.wrap(AsyncClient, method, _async_wrapper(method), "ollama.instrument")
         _rebind_module_helpers(instrument=True)
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        from ollama import AsyncClient, Client
-
-        for cls in (Client, AsyncClient):
-            for method in _OPERATIONS:
-                unwrap(cls, method)  # a no-op for a method that is not wrapped
+        _settings.unwrap_all()
         _rebind_module_helpers(instrument=False)
 
 
@@ -111,28 +113,23 @@ def _arg(method: str, args: tuple[Any, ...], kwargs: Mapping[str, Any], name: st
     return args[index] if index < len(args) else None
 
 
+# Request numbers of ``options`` (the model's parameters, Ollama's names).
+_NUMBERS = (("num_predict", sc.GEN_AI_REQUEST_MAX_TOKENS), ("temperature", sc.GEN_AI_REQUEST_TEMPERATURE),
+            ("top_p", sc.GEN_AI_REQUEST_TOP_P), ("top_k", sc.GEN_AI_REQUEST_TOP_K), ("seed", sc.GEN_AI_REQUEST_SEED),
+            ("frequency_penalty", sc.GEN_AI_REQUEST_FREQUENCY_PENALTY),
+            ("presence_penalty", sc.GEN_AI_REQUEST_PRESENCE_PENALTY))
+
+
 def _start(instance: Any, method: str, args: tuple[Any, ...], kwargs: Mapping[str, Any],
            stream: bool) -> Call | None:
     if not is_instrumentation_enabled():
         return None
     try:
-        host: str | None = None
-        port: int | None = None
-        url = getattr(getattr(instance, "_client", None), "base_url", None)  # httpx.URL
-        if url is not None:
-            host = url.host or None
-            port = url.port or (443 if url.scheme == "https" else 80)
+        host, port = server_of_url(getattr(getattr(instance, "_client", None), "base_url", None))  # httpx.URL
         model = _arg(method, args, kwargs, "model")
         capture = capture_content_enabled()
-        attrs: dict[str, Any] = {}
         options = kwargs.get("options") if method in _STREAMING else _arg(method, args, kwargs, "options")
-        for key, attr in (("num_predict", sc.GEN_AI_REQUEST_MAX_TOKENS), ("temperature", sc.GEN_AI_REQUEST_TEMPERATURE),
-                          ("top_p", sc.GEN_AI_REQUEST_TOP_P), ("top_k", sc.GEN_AI_REQUEST_TOP_K),
-                          ("seed", sc.GEN_AI_REQUEST_SEED), ("frequency_penalty", sc.GEN_AI_REQUEST_FREQUENCY_PENALTY),
-                          ("presence_penalty", sc.GEN_AI_REQUEST_PRESENCE_PENALTY)):
-            value = _get(options, key)
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                attrs[attr] = value
+        attrs: dict[str, AttributeValue] = request_numbers(partial(_get, options), _NUMBERS, {})
         stop = _get(options, "stop")
         if isinstance(stop, (list, tuple)) and all(isinstance(s, str) for s in stop):
             attrs[sc.GEN_AI_REQUEST_STOP_SEQUENCES] = list(stop)

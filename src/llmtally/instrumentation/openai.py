@@ -24,10 +24,12 @@ from opentelemetry.util.types import AttributeValue
 from llmtally import semconv as sc
 from llmtally.estimate import estimate_prompt_tokens, heuristic_tokens
 from llmtally.instrumentation import _stainless as stainless
+from llmtally.instrumentation._request import request_number, request_numbers
 from llmtally.instrumentation._stainless import Plan
 from llmtally.instrumentation.call import Call, Settings, capture_content_enabled
 from llmtally.instrumentation.hosts import ACCEPTS_STREAM_USAGE, provider_for_host
 from llmtally.instrumentation.streams import Accumulator
+from llmtally.pricing.engine import STANDARD_SERVICE_TIERS
 from llmtally.usage import (
     Usage,
     _fields,
@@ -39,7 +41,6 @@ from llmtally.usage import (
 )
 
 ENV_INJECT_STREAM_USAGE = "LLMTALLY_INJECT_STREAM_USAGE"
-_MISSING = object()
 
 CHAT, RESPONSES, COMPLETIONS, EMBEDDINGS, IMAGES = "chat", "responses", "completions", "embeddings", "images"
 # endpoint path suffix -> (kind, gen_ai.operation.name, openai.api.type)
@@ -110,22 +111,10 @@ _ADAPTER = _OpenAIAdapter()
 
 
 _Endpoint = tuple[str, str, "str | None"]
-_endpoints_seen: dict[str, _Endpoint | None] = {}
-
-
-def _endpoint(url: Any) -> _Endpoint | None:
-    """(kind, operation, api type) of a request path; the few paths an app uses are matched once."""
-    key = url if type(url) is str else str(url)
-    found = _endpoints_seen.get(key, _MISSING)
-    if found is _MISSING:
-        found = _match_endpoint(key)
-        if len(_endpoints_seen) > 512:  # paths with ids in them (files, batches): keep the cache small
-            _endpoints_seen.clear()
-        _endpoints_seen[key] = found
-    return found  # type: ignore[return-value]
 
 
 def _match_endpoint(url: str) -> _Endpoint | None:
+    """(kind, operation, api type) of a request path."""
     path = url.split("?", 1)[0].rstrip("/")
     for suffix, kind, operation, api_type in _ENDPOINTS:
         if path.endswith(suffix):
@@ -135,23 +124,14 @@ def _match_endpoint(url: str) -> _Endpoint | None:
     return None
 
 
+_endpoint = stainless.path_matcher(_match_endpoint)
+
+
 def _plan(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Plan | None:
-    options = args[1] if len(args) > 1 else kwargs.get("options")
-    if options is None:
+    request = stainless.request_of(instance, args, kwargs, _endpoint)
+    if request is None:
         return None
-    method = getattr(options, "method", "")
-    if method != "post" and str(method).lower() != "post":
-        return None
-    endpoint = _endpoint(getattr(options, "url", ""))
-    if endpoint is None:
-        return None
-    kind, operation, api_type = endpoint
-    json_data = options.json_data
-    body = json_data if type(json_data) is dict or isinstance(json_data, Mapping) else {}
-    model = body.get("model")
-    model = model if isinstance(model, str) else None
-    stream = body.get("stream") is True
-    host, port = _target(instance)
+    options, (kind, operation, api_type), body, model, stream, host, port = request
     provider = _provider(instance, host)
     capture = capture_content_enabled()
     attrs = _request_attributes(kind, body, api_type, capture)
@@ -169,7 +149,7 @@ def _plan(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Plan 
                 server_port=port, streaming=stream, attributes=attrs, price_book=_settings.price_book,
                 estimate_input=partial(_estimate_input, kind, body, model), capture=capture)
     service_tier = body.get("service_tier")
-    if isinstance(service_tier, str) and service_tier not in ("auto", "default"):
+    if isinstance(service_tier, str):  # "auto"/"default": the engine prices them as standard
         call.service_tier = service_tier
     return Plan(call, kind, stream, injected, args, kwargs)
 
@@ -177,28 +157,6 @@ def _plan(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Plan 
 def _include_usage(body: Mapping[str, Any]) -> bool:
     options = body.get("stream_options")
     return isinstance(options, Mapping) and options.get("include_usage") is True
-
-
-_targets: dict[int, tuple[Any, str | None, int | None]] = {}
-
-
-def _target(instance: Any) -> tuple[str | None, int | None]:
-    url = getattr(instance, "base_url", None)
-    cached = _targets.get(id(url))
-    if cached is not None and cached[0] is url:  # URL objects are immutable: parse each one once
-        return cached[1], cached[2]
-    host = getattr(url, "host", None)
-    if not host:
-        result: tuple[str | None, int | None] = (None, None)
-    else:
-        port = getattr(url, "port", None)
-        if port is None:
-            port = 443 if getattr(url, "scheme", "https") == "https" else 80
-        result = (str(host), int(port))
-    if len(_targets) > 256:
-        _targets.clear()
-    _targets[id(url)] = (url, *result)
-    return result
 
 
 def _provider(instance: Any, host: str | None) -> str:
@@ -216,18 +174,11 @@ def _request_attributes(kind: str, body: Mapping[str, Any], api_type: str | None
             attrs[sc.GEN_AI_INPUT_MESSAGES] = json.dumps(content, default=str)[:100_000]
     if _REQUEST_PARAMETERS.isdisjoint(body):  # most requests set none: one C-level pass over the keys
         return attrs
-    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or body.get("max_output_tokens")
-    if isinstance(max_tokens, int):
+    max_tokens = request_number(sc.GEN_AI_REQUEST_MAX_TOKENS, body.get("max_completion_tokens")
+                                or body.get("max_tokens") or body.get("max_output_tokens"))
+    if max_tokens is not None:
         attrs[sc.GEN_AI_REQUEST_MAX_TOKENS] = max_tokens
-    for key, attr in (("temperature", sc.GEN_AI_REQUEST_TEMPERATURE), ("top_p", sc.GEN_AI_REQUEST_TOP_P),
-                      ("frequency_penalty", sc.GEN_AI_REQUEST_FREQUENCY_PENALTY),
-                      ("presence_penalty", sc.GEN_AI_REQUEST_PRESENCE_PENALTY)):
-        value = body.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            attrs[attr] = float(value)
-    seed = body.get("seed")
-    if isinstance(seed, int):
-        attrs[sc.GEN_AI_REQUEST_SEED] = seed
+    request_numbers(body.get, _NUMBERS, attrs)
     stop = body.get("stop")
     if isinstance(stop, str):
         attrs[sc.GEN_AI_REQUEST_STOP_SEQUENCES] = [stop]
@@ -250,6 +201,9 @@ def _request_attributes(kind: str, body: Mapping[str, Any], api_type: str | None
     return attrs
 
 
+_NUMBERS = (("temperature", sc.GEN_AI_REQUEST_TEMPERATURE), ("top_p", sc.GEN_AI_REQUEST_TOP_P),
+            ("frequency_penalty", sc.GEN_AI_REQUEST_FREQUENCY_PENALTY),
+            ("presence_penalty", sc.GEN_AI_REQUEST_PRESENCE_PENALTY), ("seed", sc.GEN_AI_REQUEST_SEED))
 # Every request body key _request_attributes reads.
 _REQUEST_PARAMETERS = frozenset({
     "max_completion_tokens", "max_tokens", "max_output_tokens", "temperature", "top_p", "frequency_penalty",
@@ -294,7 +248,8 @@ def _finish_from_object(plan: Plan, obj: Any) -> None:
     tier = fields.get("service_tier")
     if isinstance(tier, str):
         call.response_attributes[sc.OPENAI_RESPONSE_SERVICE_TIER] = tier
-        if tier not in ("auto", "default"):
+        # The served tier wins, except a standard one: that keeps the requested tier (as the collector does).
+        if tier not in STANDARD_SERVICE_TIERS:
             call.service_tier = tier
     usage: Usage | None
     if kind == IMAGES:
