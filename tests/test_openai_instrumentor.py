@@ -352,6 +352,17 @@ def test_request_attributes(fake_provider: FakeProvider, spans: InMemorySpanExpo
     assert a["gen_ai.response.id"].startswith("chatcmpl-")
 
 
+def test_the_served_tier_prices_the_call(fake_provider: FakeProvider, spans: InMemorySpanExporter) -> None:
+    # A priority request the API served at standard says "default" and is billed at the standard rate.
+    # o3 standard: $2 / $8 per 1M (priority would be $3.50 / $14): 10,000 in + 1,000 out = 0.02 + 0.008.
+    usage = {"X-Fake-Usage": json.dumps({"input": 10_000, "output": 1_000})}
+    _sync_client(fake_provider).chat.completions.create(model="o3", messages=MESSAGES, service_tier="priority",
+                                                        extra_headers=usage)
+    a = one_span(spans).attributes or {}
+    assert (a["openai.request.service_tier"], a["openai.response.service_tier"]) == ("priority", "default")
+    assert Decimal(str(a["llmtally.cost.decimal"])) == Decimal("0.028")
+
+
 def test_azure_client_is_azure_provider(fake_provider: FakeProvider, spans: InMemorySpanExporter) -> None:
     client = openai.AzureOpenAI(azure_endpoint=fake_provider.azure_endpoint, api_key="k", api_version="2024-10-21",
                                 max_retries=0)

@@ -45,22 +45,45 @@ def chat(**extra: Any) -> dict[str, Any]:
             sc.GEN_AI_USAGE_INPUT_TOKENS: 10_000, sc.GEN_AI_USAGE_OUTPUT_TOKENS: 1_000, **extra}
 
 
-@pytest.mark.parametrize(("tiers", "expected"), [
-    ({sc.OPENAI_RESPONSE_SERVICE_TIER: "flex"}, "flex"),
-    ({sc.OPENAI_REQUEST_SERVICE_TIER: "priority"}, "priority"),
-    ({sc.OPENAI_REQUEST_SERVICE_TIER: "flex", sc.OPENAI_RESPONSE_SERVICE_TIER: "default"}, "flex"),
-    ({sc.OPENAI_REQUEST_SERVICE_TIER: "auto", sc.OPENAI_RESPONSE_SERVICE_TIER: "priority"}, "priority"),
-])
+# o3 per 1M tokens, input / output: standard $2 / $8, flex $1 / $4, priority $3.50 / $14.
+# 10,000 in + 1,000 out: standard 0.02 + 0.008, flex 0.01 + 0.004, priority 0.035 + 0.014.
+STANDARD, FLEX, PRIORITY = Decimal("0.028"), Decimal("0.014"), Decimal("0.049")
+
+
+TIER_CASES = [
+    ({sc.OPENAI_RESPONSE_SERVICE_TIER: "flex"}, FLEX),
+    ({sc.OPENAI_REQUEST_SERVICE_TIER: "priority"}, PRIORITY),  # no served tier said: the requested one
+    ({sc.OPENAI_REQUEST_SERVICE_TIER: "auto", sc.OPENAI_RESPONSE_SERVICE_TIER: "priority"}, PRIORITY),
+    # a priority request downgraded to standard says "default" and is billed at the standard rate
+    ({sc.OPENAI_REQUEST_SERVICE_TIER: "priority", sc.OPENAI_RESPONSE_SERVICE_TIER: "default"}, STANDARD),
+    ({sc.OPENAI_REQUEST_SERVICE_TIER: "flex", sc.OPENAI_RESPONSE_SERVICE_TIER: ""}, FLEX),  # no text: not said
+]
+
+
+@pytest.mark.parametrize(("tiers", "expected"), TIER_CASES)
 def test_processor_and_collector_price_a_tiered_span_alike(pipeline: Pipeline, tiers: dict[str, str],
-                                                           expected: str) -> None:
+                                                           expected: Decimal) -> None:
     attrs = chat(**tiers)
     record = processor_record(pipeline, attrs)
     collector = enrich_attributes(attrs, at_ns=START_NS, book=BOOK)
-    usage = price_span_attributes(attrs, START_NS, BOOK).usage
-    tiered = BOOK.cost(usage, provider="openai", request_model="o3", at_ns=START_NS, service_tier=expected)
-    standard = BOOK.cost(usage, provider="openai", request_model="o3", at_ns=START_NS)
-    assert tiered.amount is not None and standard.amount is not None and tiered.amount != standard.amount
-    assert Decimal(record[sc.LLMTALLY_COST_DECIMAL]) == Decimal(collector[sc.LLMTALLY_COST_DECIMAL]) == tiered.amount
+    assert Decimal(record[sc.LLMTALLY_COST_DECIMAL]) == Decimal(collector[sc.LLMTALLY_COST_DECIMAL]) == expected
+
+
+@pytest.fixture(scope="module")
+def cost_program() -> Any:
+    from llmtally.collector.ottl import cost_program
+    from llmtally.pricing.catalog import bundled_catalog
+
+    return cost_program(bundled_catalog())
+
+
+@pytest.mark.parametrize(("tiers", "expected"), TIER_CASES)
+def test_the_generated_ottl_picks_the_same_tier(cost_program: Any, tiers: dict[str, str], expected: Decimal) -> None:
+    from tests.test_collector_config import run_span
+
+    start = datetime.fromtimestamp(START_NS // 10**9, tz=timezone.utc)
+    amount = run_span(cost_program, chat(**tiers), start)["attributes"][sc.GEN_AI_USAGE_COST_AMOUNT]
+    assert abs(Decimal(amount) - expected) < Decimal("1e-15")  # OTTL arithmetic is float64
 
 
 def test_a_span_with_only_completion_tokens_is_counted_by_both(pipeline: Pipeline) -> None:

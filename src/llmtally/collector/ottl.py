@@ -451,10 +451,12 @@ def cost_program(catalog: Catalog, selection: Selection | None = None) -> CostPr
     out.append(f"set({cache('c5')}, {cache('cw')} - {cache('cw1h')})")
     out.append(f"set({cache('v')}, {cache('out')} - {cache('rs')})")
     if needs_tier:
+        # The served tier prices the call (a standard one: no tier); the requested one only when the response
+        # names none (pricing.spans.span_service_tier).
         for i, key in enumerate((sc.OPENAI_RESPONSE_SERVICE_TIER, sc.OPENAI_REQUEST_SERVICE_TIER)):
             standard = [f"{attr(key)} != {ottl_string(t)}" for t in _STANDARD_TIERS]
-            out.append(_stmt(f"set({cache('tier')}, {attr(key)})", *([f"{cache('tier')} == nil"] if i else []),
-                             _has_text(key), *standard))
+            served = [f"not {_has_text(sc.OPENAI_RESPONSE_SERVICE_TIER)}"] if i else []
+            out.append(_stmt(f"set({cache('tier')}, {attr(key)})", *served, _has_text(key), *standard))
     if needs_tod:
         t = "span.start_time_unix_nano"
         out.append(f"set({cache('tod')}, {t} - ({t} / {_NS_PER_DAY}) * {_NS_PER_DAY})")

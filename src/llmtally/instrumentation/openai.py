@@ -29,7 +29,6 @@ from llmtally.instrumentation._stainless import Plan
 from llmtally.instrumentation.call import Call, Settings, capture_content_enabled
 from llmtally.instrumentation.hosts import ACCEPTS_STREAM_USAGE, provider_for_host
 from llmtally.instrumentation.streams import Accumulator
-from llmtally.pricing.engine import STANDARD_SERVICE_TIERS
 from llmtally.usage import (
     Usage,
     _fields,
@@ -248,9 +247,9 @@ def _finish_from_object(plan: Plan, obj: Any) -> None:
     tier = fields.get("service_tier")
     if isinstance(tier, str):
         call.response_attributes[sc.OPENAI_RESPONSE_SERVICE_TIER] = tier
-        # The served tier wins, except a standard one: that keeps the requested tier (as the collector does).
-        if tier not in STANDARD_SERVICE_TIERS:
-            call.service_tier = tier
+        # The tier that served the call prices it: a priority request downgraded to standard comes back as
+        # "default" and is billed at the standard rate (the engine prices standard tiers as no tier).
+        call.service_tier = tier
     usage: Usage | None
     if kind == IMAGES:
         usage = from_openai_images(obj)

@@ -43,12 +43,13 @@ def usage_from_span_attributes(attrs: Mapping[str, Any]) -> Usage:
 
 
 def span_service_tier(attrs: Mapping[str, Any]) -> str | None:
-    """The service tier a span names: the response's wins over the request's, but a standard one
-    (``auto``/``default``) falls back to the request's, as the OpenAI instrumentor and the OTTL do."""
+    """The service tier that prices a span: the one the response says served it (a downgraded priority
+    request says ``default``: standard), else the requested one; None for a standard tier. The OpenAI
+    instrumentor and the OTTL follow the same rule."""
     for key in _TIER_KEYS:
         tier = _text(attrs.get(key))
-        if tier and tier not in STANDARD_SERVICE_TIERS:
-            return tier
+        if tier:
+            return None if tier in STANDARD_SERVICE_TIERS else tier
     return None
 
 
