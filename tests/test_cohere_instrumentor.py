@@ -245,6 +245,44 @@ def test_public_hooks_of_older_sdks(fake_provider: FakeProvider, spans: InMemory
         CohereInstrumentor().instrument(tracer_provider=TRACER_PROVIDER)
 
 
+@pytest.mark.parametrize("hooks", ["auto", "public"])
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_stream_request_is_sent_inside_the_call(fake_provider: FakeProvider, spans: InMemorySpanExporter,
+                                                hooks: str, kind: str) -> None:
+    """chat_stream sends its request when first iterated (the public generator enters the raw context then):
+    with either hook point the HTTP span nests under ours."""
+    import asyncio
+
+    from llmtally.instrumentation.cohere import CohereInstrumentor
+
+    httpx_instrumentation = pytest.importorskip("opentelemetry.instrumentation.httpx")
+    instrumentor = httpx_instrumentation.HTTPXClientInstrumentor()
+    CohereInstrumentor().uninstrument()
+    try:
+        CohereInstrumentor().instrument(tracer_provider=TRACER_PROVIDER, _hooks=hooks)
+        instrumentor.instrument(tracer_provider=TRACER_PROVIDER)
+        if kind == "sync":
+            stream = v2(fake_provider).chat_stream(model=MODEL, messages=MESSAGES, request_options=options())
+            assert fake_provider.requests == []  # nothing sent yet
+            n = len(list(stream))
+        else:
+            async def run() -> int:
+                stream = av2(fake_provider).chat_stream(model=MODEL, messages=MESSAGES, request_options=options())
+                assert fake_provider.requests == []
+                return len([e async for e in stream])
+
+            n = asyncio.run(run())
+    finally:
+        instrumentor.uninstrument()
+        CohereInstrumentor().uninstrument()
+        CohereInstrumentor().instrument(tracer_provider=TRACER_PROVIDER)
+    assert n > 2 and len(fake_provider.requests) == 1
+    by_scope = {s.instrumentation_scope.name: s for s in spans.get_finished_spans()}
+    ours, http = by_scope["llmtally.instrumentation.cohere"], by_scope["opentelemetry.instrumentation.httpx"]
+    assert http.parent is not None and http.parent.span_id == ours.context.span_id
+    assert_chat_priced(ours, fake_provider, stream=True)
+
+
 # --- errors, missing and malformed usage, cut and abandoned streams ---------------------------------------
 
 def test_rejected_requests_have_zero_usage(fake_provider: FakeProvider, spans: InMemorySpanExporter) -> None:

@@ -140,6 +140,33 @@ def test_embed_content_without_usage_is_estimated(fake_provider: FakeProvider, s
     assert a["gen_ai.usage.input_tokens"] == 10 + 5  # ceil(40 / 4) + ceil(20 / 4)
 
 
+def test_lazy_stream_request_is_sent_inside_the_call(fake_provider: FakeProvider,
+                                                    spans: InMemorySpanExporter) -> None:
+    """generate_content_stream sends its request on the first pull, which runs with our span current: the HTTP
+    span nests under it."""
+    httpx_instrumentation = pytest.importorskip("opentelemetry.instrumentation.httpx")
+    # The SDK sends with httpx2 when it is installed, else with httpx: both instrumented.
+    instrumentors = [getattr(httpx_instrumentation, name)() for name in ("HTTPXClientInstrumentor",
+                                                                         "HTTPX2ClientInstrumentor")
+                     if hasattr(httpx_instrumentation, name)]
+    for instrumentor in instrumentors:
+        instrumentor.instrument(tracer_provider=TRACER_PROVIDER)
+    try:
+        c = client(fake_provider)
+        stream = c.models.generate_content_stream(model=MODEL, contents="hi")
+        assert fake_provider.requests == []  # nothing sent yet
+        chunks = list(stream)
+    finally:
+        for instrumentor in instrumentors:
+            instrumentor.uninstrument()
+    assert len(chunks) > 1 and len(fake_provider.requests) == 1
+    by_scope = {s.instrumentation_scope.name: s for s in spans.get_finished_spans()}
+    ours = by_scope["llmtally.instrumentation.google_genai"]
+    http = by_scope["opentelemetry.instrumentation.httpx"]
+    assert http.parent is not None and http.parent.span_id == ours.context.span_id
+    assert_priced(ours, "gcp.gemini", stream=True)
+
+
 def test_stream_break_then_gc(fake_provider: FakeProvider, spans: InMemorySpanExporter) -> None:
     import gc
 

@@ -143,6 +143,40 @@ async def test_async_and_async_stream(fake: FakeProvider, spans: InMemorySpanExp
     await c.close()
 
 
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_lazy_stream_request_is_sent_inside_the_call(fake: FakeProvider, spans: InMemorySpanExporter,
+                                                    kind: str) -> None:
+    """A stream's request is sent on the first pull, which runs with our span current: the HTTP span nests
+    under it."""
+    import asyncio
+
+    httpx_instrumentation = pytest.importorskip("opentelemetry.instrumentation.httpx")
+    instrumentor = httpx_instrumentation.HTTPXClientInstrumentor()
+    instrumentor.instrument(tracer_provider=TRACER_PROVIDER)
+    try:
+        if kind == "sync":
+            stream = client(fake).chat(model=MODEL, messages=MESSAGES, stream=True)
+            assert fake.requests == []  # nothing sent yet
+            n = len(list(stream))
+        else:
+            async def run() -> int:
+                c = async_client(fake)
+                stream = await c.chat(model=MODEL, messages=MESSAGES, stream=True)
+                assert fake.requests == []
+                parts = [p async for p in stream]
+                await c.close()
+                return len(parts)
+
+            n = asyncio.run(run())
+    finally:
+        instrumentor.uninstrument()
+    assert n == 9 and len(fake.requests) == 1
+    by_scope = {s.instrumentation_scope.name: s for s in spans.get_finished_spans()}
+    ours, http = by_scope["llmtally.instrumentation.ollama"], by_scope["opentelemetry.instrumentation.httpx"]
+    assert http.parent is not None and http.parent.span_id == ours.context.span_id
+    assert_counted(ours, fake, "chat", stream=True)
+
+
 def test_request_options_become_attributes(fake: FakeProvider, spans: InMemorySpanExporter) -> None:
     client(fake).chat(model=MODEL, messages=MESSAGES,
                       options={"temperature": 0.2, "top_p": 0.9, "num_predict": 64, "seed": 42, "stop": ["\n"]})

@@ -44,7 +44,14 @@ from llmtally.instrumentation._guard import report_internal_error
 from llmtally.instrumentation._request import jsonable, request_numbers
 from llmtally.instrumentation.call import Call, Settings, capture_content_enabled
 from llmtally.instrumentation.hosts import server_of
-from llmtally.instrumentation.streams import TracedAsyncStream, TracedStream, UsageAccumulator
+from llmtally.instrumentation.streams import (
+    TracedAsyncStream,
+    TracedStream,
+    UsageAccumulator,
+    call_lazy,
+    lazy_async_stream,
+    lazy_stream,
+)
 from llmtally.usage import Usage, _fields, _get, from_cohere
 
 _settings = Settings()
@@ -105,7 +112,8 @@ def _targets(hooks: str) -> list[tuple[type, str, Wrapper]]:
         pass
     for v2_cls, v1_cls, is_async in pairs:
         call = _async_call if is_async else _sync_call
-        stream = partial(_stream, proxy=TracedAsyncStream if is_async else TracedStream)
+        # Lazy (async) generators: the request is sent on first iteration, with the call current.
+        stream = partial(_stream, proxy=lazy_async_stream if is_async else lazy_stream)
         if v2_cls is not None:
             targets += [(v2_cls, "chat", call(_V2, raw=False)), (v2_cls, "chat_stream", stream(_V2)),
                         (v2_cls, "embed", call(_EMBED, raw=False))]
@@ -331,16 +339,15 @@ class _V2Accumulator(UsageAccumulator):
         call = self.call
         f = _fields(event)
         kind = f.get("type")
-        message = _fields(_fields(f.get("delta")).get("message"))
         text: Any = None
         if kind == "content-delta":
-            content = _fields(message.get("content"))
+            content = _fields(_fields(_fields(f.get("delta")).get("message")).get("content"))
             text = content.get("text") or content.get("thinking")
         elif kind == "tool-plan-delta":
-            text = message.get("tool_plan")
+            text = _fields(_fields(f.get("delta")).get("message")).get("tool_plan")
         elif kind in ("tool-call-start", "tool-call-delta"):
-            function = _fields(_fields(message.get("tool_calls")).get("function"))
-            text = function.get("arguments")
+            message = _fields(_fields(f.get("delta")).get("message"))
+            text = _fields(_fields(message.get("tool_calls")).get("function")).get("arguments")
         elif kind == "message-start":
             rid = f.get("id")
             if isinstance(rid, str):
@@ -439,16 +446,7 @@ class _TracedStreamContext(wrapt.ObjectProxy[Any]):
             report_internal_error("cohere.stream", exc)
 
     def __enter__(self) -> Any:
-        call = self._self_acc.call
-        token = call.activate()
-        try:
-            response = self.__wrapped__.__enter__()
-        except BaseException as exc:
-            call.finish(None, exc, rejected=True)
-            raise
-        finally:
-            call.deactivate(token)
-        return self._self_open(response)
+        return self._self_open(self._self_acc.call.invoke(self.__wrapped__.__enter__))
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
         try:
@@ -462,16 +460,7 @@ class _TracedAsyncStreamContext(_TracedStreamContext):
         return TracedAsyncStream(data, self._self_acc)
 
     async def __aenter__(self) -> Any:
-        call = self._self_acc.call
-        token = call.activate()
-        try:
-            response = await self.__wrapped__.__aenter__()
-        except BaseException as exc:
-            call.finish(None, exc, rejected=True)
-            raise
-        finally:
-            call.deactivate(token)
-        return self._self_open(response)
+        return self._self_open(await self._self_acc.call.ainvoke(self.__wrapped__.__aenter__))
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
         try:
@@ -488,12 +477,7 @@ def _stream(api: str, proxy: Callable[[Any, Any], Any]) -> Wrapper:
         call = _start(instance, kwargs, api, stream=True)
         if call is None:
             return wrapped(*args, **kwargs)
-        try:
-            result = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            call.finish(None, exc, rejected=True)
-            raise
-        return proxy(result, _accumulator(api, call))
+        return call_lazy(_accumulator(api, call), wrapped, args, kwargs, proxy)
 
     return wrapper
 

@@ -25,7 +25,7 @@ from llmtally.instrumentation._guard import report_internal_error
 from llmtally.instrumentation._request import request_numbers
 from llmtally.instrumentation.call import Call, Settings, capture_content_enabled
 from llmtally.instrumentation.hosts import server_of
-from llmtally.instrumentation.streams import TracedAsyncStream, TracedStream
+from llmtally.instrumentation.streams import TracedAsyncStream, call_lazy
 from llmtally.usage import Usage, _fields, _get, from_google_genai
 
 _settings = Settings()
@@ -212,12 +212,8 @@ def _sync_stream(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ..
     call = _start(instance, kwargs, sc.Operation.GENERATE_CONTENT, stream=True)
     if call is None:
         return wrapped(*args, **kwargs)
-    try:
-        result = wrapped(*args, **kwargs)  # a lazy generator: the request is sent on first iteration
-    except BaseException as exc:
-        call.finish(None, exc, rejected=True)
-        raise
-    return TracedStream(result, _ChunkAccumulator(call))
+    # A lazy generator: the request is sent on first iteration, which runs with the call current.
+    return call_lazy(_ChunkAccumulator(call), wrapped, args, kwargs)
 
 
 async def _async_stream(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
@@ -225,7 +221,7 @@ async def _async_stream(wrapped: Callable[..., Any], instance: Any, args: tuple[
     call = _start(instance, kwargs, sc.Operation.GENERATE_CONTENT, stream=True)
     if call is None:
         return await wrapped(*args, **kwargs)
-    result = await call.ainvoke(wrapped, *args, **kwargs)
+    result = await call.ainvoke(wrapped, *args, **kwargs)  # awaiting it sends the request: not lazy
     return TracedAsyncStream(result, _ChunkAccumulator(call))
 
 

@@ -41,7 +41,7 @@ are not LLM calls and are not traced.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Collection, Container, Iterator, Mapping
+from collections.abc import Callable, Collection, Container, Mapping
 from functools import partial
 from typing import Any
 
@@ -281,7 +281,7 @@ def _result(call: Call, operation: str, result: Any) -> Any:
         if stream_type is not None and isinstance(result, stream_type):
             acc = _StreamAccumulator(call, result)
             _set_server(call, getattr(result, "_hidden_params", None))
-            return _TracedLiteLLMStream(result, acc)
+            return _TracedLiteLLMStream(result, acc, activate_first=True)
         _finish_response(call, operation, result)
     except Exception as exc:
         report_internal_error("litellm.result", exc)
@@ -416,13 +416,9 @@ class _StreamAccumulator:
 
 
 class _TracedLiteLLMStream(TracedStream, TracedAsyncStream):
-    """Proxy of a ``CustomStreamWrapper``, which iterates both ways (so does this). The first pull runs with
-    the call active: litellm may send the request only then (``make_call``), and inner instrumentations
-    must see it is covered. Nothing stays attached across a yield."""
-
-    def __init__(self, wrapped: Any, accumulator: _StreamAccumulator) -> None:
-        super().__init__(wrapped, accumulator)
-        self._self_started = False
+    """Proxy of a ``CustomStreamWrapper``, which iterates both ways (so does this). Made with
+    ``activate_first``: litellm may send the request only on the first pull (``make_call``), and inner
+    instrumentations must see it is covered."""
 
     @property
     def close(self) -> Callable[[], Any]:
@@ -430,44 +426,3 @@ class _TracedLiteLLMStream(TracedStream, TracedAsyncStream):
         if not hasattr(self.__wrapped__, "close"):
             raise AttributeError("close")
         return partial(TracedStream.close, self)
-
-    def __next__(self) -> Any:
-        if self._self_started:
-            return TracedStream.__next__(self)
-        self._self_started = True
-        call = self._self_acc.call
-        token = call.activate()
-        try:
-            return TracedStream.__next__(self)
-        finally:
-            call.deactivate(token)
-
-    def _self_iterate(self) -> Iterator[Any]:
-        if not self._self_started:
-            try:
-                first = self.__next__()
-            except StopIteration:
-                return
-            yield first
-        yield from TracedStream._self_iterate(self)
-
-    async def __anext__(self) -> Any:
-        if self._self_started:
-            return await TracedAsyncStream.__anext__(self)
-        self._self_started = True
-        call = self._self_acc.call
-        token = call.activate()
-        try:
-            return await TracedAsyncStream.__anext__(self)
-        finally:
-            call.deactivate(token)
-
-    async def _self_aiterate(self) -> AsyncIterator[Any]:
-        if not self._self_started:
-            try:
-                first = await self.__anext__()
-            except StopAsyncIteration:
-                return
-            yield first
-        async for item in TracedAsyncStream._self_aiterate(self):
-            yield item

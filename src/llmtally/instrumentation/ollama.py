@@ -35,7 +35,7 @@ from llmtally.instrumentation._guard import report_internal_error
 from llmtally.instrumentation._request import request_numbers
 from llmtally.instrumentation.call import Call, Settings, capture_content_enabled
 from llmtally.instrumentation.hosts import server_of_url
-from llmtally.instrumentation.streams import TracedAsyncStream, TracedStream
+from llmtally.instrumentation.streams import call_lazy, lazy_async_stream
 from llmtally.usage import Usage, _fields, _get, from_ollama
 
 
@@ -186,12 +186,8 @@ def _sync_wrapper(method: str) -> Wrapper:
         if call is None:
             return wrapped(*args, **kwargs)
         if stream:
-            try:
-                result = wrapped(*args, **kwargs)  # a lazy generator: the request is sent on first iteration
-            except BaseException as exc:
-                call.finish(None, exc, rejected=True)
-                raise
-            return TracedStream(result, _PartAccumulator(call, method == "chat"))
+            # A lazy generator: the request is sent on first iteration, which runs with the call current.
+            return call_lazy(_PartAccumulator(call, method == "chat"), wrapped, args, kwargs)
         result = call.invoke(wrapped, *args, **kwargs)
         _finish_response(call, method, result)
         return result
@@ -206,16 +202,9 @@ def _async_wrapper(method: str) -> Wrapper:
         call = _start(instance, method, args, kwargs, stream)
         if call is None:
             return await wrapped(*args, **kwargs)
-        token = call.activate()
-        try:
-            result = await wrapped(*args, **kwargs)  # for a stream: an async generator, sent on first iteration
-        except BaseException as exc:
-            call.finish(None, exc, rejected=True)
-            raise
-        finally:
-            call.deactivate(token)
-        if stream:
-            return TracedAsyncStream(result, _PartAccumulator(call, method == "chat"))
+        result = await call.ainvoke(wrapped, *args, **kwargs)
+        if stream:  # an async generator: the request is sent on first iteration, with the call current
+            return lazy_async_stream(result, _PartAccumulator(call, method == "chat"))
         _finish_response(call, method, result)
         return result
 
@@ -232,16 +221,21 @@ def _output_texts(fields: Mapping[str, Any], chat: bool) -> list[str]:
     """Generated text of a response or stream part: content and thinking (both are in ``eval_count``)."""
     if chat:
         message = _fields(fields.get("message"))
-        values = [message.get("content"), message.get("thinking")]
-        for tool_call in message.get("tool_calls") or ():
-            function = _fields(_fields(tool_call).get("function"))
-            values.append(function.get("name"))
-            arguments = function.get("arguments")
-            if arguments:
-                values.append(str(arguments))
+        values = [message.get("content"), message.get("thinking"), *_tool_call_texts(message.get("tool_calls"))]
     else:
         values = [fields.get("response"), fields.get("thinking")]
     return [v for v in values if isinstance(v, str) and v]
+
+
+def _tool_call_texts(tool_calls: Any) -> list[Any]:
+    values = []
+    for tool_call in tool_calls or ():
+        function = _fields(_fields(tool_call).get("function"))
+        values.append(function.get("name"))
+        arguments = function.get("arguments")
+        if arguments:
+            values.append(str(arguments))
+    return values
 
 
 def _finish_response(call: Call, method: str, response: Any) -> None:
@@ -279,13 +273,27 @@ class _PartAccumulator:
         self._final: Any = None
 
     def on_item(self, part: Any) -> bool:
+        # Per part: the texts read in place (as _output_texts, without its lists), the model once.
         call = self.call
         fields = _fields(part)
-        model = fields.get("model")
-        if isinstance(model, str) and model:
-            call.response_model = model
-        for text in _output_texts(fields, self._chat):
+        if call.response_model is None:  # every part repeats it
+            model = fields.get("model")
+            if isinstance(model, str) and model:
+                call.response_model = model
+        tools: Any = None
+        if self._chat:
+            message = _fields(fields.get("message"))
+            text, thinking, tools = message.get("content"), message.get("thinking"), message.get("tool_calls")
+        else:
+            text, thinking = fields.get("response"), fields.get("thinking")
+        if isinstance(text, str) and text:
             call.add_output_text(text)
+        if isinstance(thinking, str) and thinking:
+            call.add_output_text(thinking)
+        if tools:
+            for value in _tool_call_texts(tools):
+                if isinstance(value, str) and value:
+                    call.add_output_text(value)
         if fields.get("done"):
             reason = fields.get("done_reason")
             if isinstance(reason, str) and reason:

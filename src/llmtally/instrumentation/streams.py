@@ -6,6 +6,10 @@ whichever comes first: exhaustion, an error from the stream, ``close()``, leavin
 garbage collection (an early ``break`` without ``with``). No OpenTelemetry context is attached while
 the caller holds the stream, so no context token ever crosses a ``yield``.
 
+Lazy streams (google-genai, ollama, cohere's public streams, litellm's ``make_call``) send their request on
+the first pull: ``activate_first=True`` makes the call current during that one pull (attached and detached
+in the same frame), so HTTP spans and inner instrumentations nest under it; later pulls are not touched.
+
 Provider specifics live in an *accumulator*: ``on_item(item) -> bool`` sees every item (return False
 to hide an item the caller did not ask for, e.g. an injected usage-only chunk) and ``usage()`` gives
 the final usage, or None to have it estimated from the counted output.
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator
+from functools import partial
 from typing import Any, Protocol
 
 import wrapt
@@ -58,13 +63,17 @@ def _finish(acc: Accumulator, error: BaseException | None) -> None:
     acc.call.finish(usage, error, rejected=rejected)
 
 
+_END = object()  # "exhausted", from next()/anext() with a default
+
+
 class _TracedBase(wrapt.ObjectProxy[Any]):
     """What both stream proxies share: the accumulator, and ending the call exactly once."""
 
-    def __init__(self, wrapped: Any, accumulator: Accumulator) -> None:
+    def __init__(self, wrapped: Any, accumulator: Accumulator, *, activate_first: bool = False) -> None:
         super().__init__(wrapped)
         self._self_acc = accumulator
         self._self_done = False
+        self._self_activate = activate_first  # cleared by the first pull, whichever path makes it
 
     def _self_observe(self, item: Any) -> bool:
         """Show one item to the accumulator (guarded); whether the caller gets it. The iterator paths
@@ -99,7 +108,15 @@ class TracedStream(_TracedBase):
         acc = self._self_acc
         on_item, call = acc.on_item, acc.call
         try:
-            for item in self.__wrapped__:
+            items: Any = self.__wrapped__
+            if self._self_activate:
+                items, first = self._self_pull_first()
+                if first is _END:
+                    self._self_end(None)
+                    return
+                if self._self_observe(first):
+                    yield first
+            for item in items:  # the same iterator: the loop below is the plain path, first pull or not
                 if call.ttfc is None:
                     call.first_chunk()
                 try:
@@ -116,12 +133,34 @@ class TracedStream(_TracedBase):
             raise
         self._self_end(None)
 
+    def _self_pull_first(self) -> tuple[Iterator[Any], Any]:
+        """(the wrapped iterator, its first item or _END), pulled with the call current."""
+        self._self_activate = False
+        call = self._self_acc.call
+        token = call.activate()
+        try:
+            iterator = iter(self.__wrapped__)
+            return iterator, next(iterator, _END)
+        finally:
+            call.deactivate(token)
+
     def __next__(self) -> Any:
-        if not hasattr(type(self.__wrapped__), "__next__"):  # iterable only (botocore's EventStream)
-            next(self.__wrapped__)  # raises the interpreter's own TypeError, as without llmtally
+        if self._self_activate:
+            self._self_activate = False
+            call = self._self_acc.call
+            token = call.activate()
+            try:
+                return self.__next__()
+            finally:
+                call.deactivate(token)
+        wrapped = self.__wrapped__
+        # Looked up on the type, as next() does; one lookup, the check only when it is missing.
+        pull: Any = getattr(type(wrapped), "__next__", None)
+        if pull is None:  # iterable only (botocore's EventStream)
+            next(wrapped)  # raises the interpreter's own TypeError, as without llmtally
         while True:
             try:
-                item = self.__wrapped__.__next__()
+                item = pull(wrapped)
             except StopIteration:
                 self._self_end(None)
                 raise
@@ -161,7 +200,15 @@ class TracedAsyncStream(_TracedBase):
         acc = self._self_acc
         on_item, call = acc.on_item, acc.call
         try:
-            async for item in self.__wrapped__:
+            items: Any = self.__wrapped__
+            if self._self_activate:
+                items, first = await self._self_apull_first()
+                if first is _END:
+                    self._self_end(None)
+                    return
+                if self._self_observe(first):
+                    yield first
+            async for item in items:  # as in TracedStream._self_iterate
                 if call.ttfc is None:
                     call.first_chunk()
                 try:
@@ -178,7 +225,26 @@ class TracedAsyncStream(_TracedBase):
             raise
         self._self_end(None)
 
+    async def _self_apull_first(self) -> tuple[AsyncIterator[Any], Any]:
+        """As :meth:`TracedStream._self_pull_first` (the context is task-local: awaiting with it is fine)."""
+        self._self_activate = False
+        call = self._self_acc.call
+        token = call.activate()
+        try:
+            iterator = aiter(self.__wrapped__)
+            return iterator, await anext(iterator, _END)
+        finally:
+            call.deactivate(token)
+
     async def __anext__(self) -> Any:
+        if self._self_activate:
+            self._self_activate = False
+            call = self._self_acc.call
+            token = call.activate()
+            try:
+                return await self.__anext__()
+            finally:
+                call.deactivate(token)
         while True:
             try:
                 item = await self.__wrapped__.__anext__()
@@ -216,6 +282,25 @@ class TracedAsyncStream(_TracedBase):
             return await self.__wrapped__.__aexit__(exc_type, exc, tb)
         finally:
             self._self_end(None)
+
+
+# Proxies of lazy streams: their first pull sends the request, with the call current.
+lazy_stream = partial(TracedStream, activate_first=True)
+lazy_async_stream = partial(TracedAsyncStream, activate_first=True)
+
+
+def call_lazy(accumulator: Accumulator, wrapped: Callable[..., Any], args: tuple[Any, ...],
+              kwargs: dict[str, Any], proxy: Callable[[Any, Any], Any] = lazy_stream) -> Any:
+    """``proxy(wrapped(*args, **kwargs), accumulator)`` for an SDK method whose result sends the request only
+    once used (a lazy stream, a context manager): nothing is sent here, so no span is made current. The call
+    itself can still fail (bad arguments): a rejected request."""
+    try:
+        result = wrapped(*args, **kwargs)
+    except BaseException as exc:
+        accumulator.call.finish(None, exc, rejected=True)
+        raise
+    return proxy(result, accumulator)
+
 
 class TracedResponse(wrapt.ObjectProxy[Any]):
     """Proxy of a raw/streaming HTTP response object (``with_raw_response``, ``with_streaming_response``).
