@@ -63,7 +63,7 @@ from llmtally.instrumentation.call import (
     remove_listener,
 )
 from llmtally.pricing import PriceBook
-from llmtally.pricing.spans import price_span_attributes
+from llmtally.pricing.spans import nonempty_text, price_span_attributes
 from llmtally.pricing.spans import usage_from_span_attributes as usage_from_span_attributes  # public here too
 
 _BASE_KEYS = (sc.GEN_AI_OPERATION_NAME, sc.GEN_AI_PROVIDER_NAME, sc.GEN_AI_REQUEST_MODEL, sc.GEN_AI_RESPONSE_MODEL,
@@ -337,13 +337,14 @@ class UsageSpanProcessor(SpanProcessor):
 
     # --- peers' spans -----------------------------------------------------------------------------
     def _convert_span(self, span: ReadableSpan, attrs: Mapping[str, Any]) -> CallRecord | None:
-        operation = _str(attrs.get(sc.GEN_AI_OPERATION_NAME)) or _str(attrs.get("llm.request.type")) or "chat"
+        operation = (nonempty_text(attrs.get(sc.GEN_AI_OPERATION_NAME))
+                     or nonempty_text(attrs.get("llm.request.type")) or "chat")
         start, end = span.start_time or 0, span.end_time or 0
         # Read and priced as the collector plugin prices the same span (service tier included).
         priced = price_span_attributes(attrs, start, self._price_book or default_price_book())
         error_type = None
         if span.status.status_code is StatusCode.ERROR:
-            error_type = _str(attrs.get(sc.ERROR_TYPE)) or "error"
+            error_type = nonempty_text(attrs.get(sc.ERROR_TYPE)) or "error"
         ctx = span.get_span_context()
         scope = span.instrumentation_scope
         ttfc = attrs.get(sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK)
@@ -351,8 +352,8 @@ class UsageSpanProcessor(SpanProcessor):
         keep[sc.LLMTALLY_SOURCE] = scope.name if scope is not None else "unknown"
         return CallRecord(
             provider=priced.provider or "unknown", operation=operation, request_model=priced.request_model,
-            response_model=priced.response_model, response_id=_str(attrs.get(sc.GEN_AI_RESPONSE_ID)),
-            server_address=_str(attrs.get(sc.SERVER_ADDRESS)), server_port=None, usage=priced.usage,
+            response_model=priced.response_model, response_id=nonempty_text(attrs.get(sc.GEN_AI_RESPONSE_ID)),
+            server_address=nonempty_text(attrs.get(sc.SERVER_ADDRESS)), server_port=None, usage=priced.usage,
             cost=priced.cost, streaming=bool(attrs.get(sc.GEN_AI_REQUEST_STREAM, False)),
             start_time_ns=start, end_time_ns=end, duration_s=max(end - start, 0) / 1e9,
             time_to_first_chunk_s=float(ttfc) if isinstance(ttfc, (int, float)) else None,
@@ -382,10 +383,6 @@ def _call_context(r: CallRecord) -> Context:
     span_context = SpanContext(r.trace_id, r.span_id, is_remote=False,
                                trace_flags=TraceFlags(TraceFlags.SAMPLED if r.sampled else 0))
     return trace.set_span_in_context(NonRecordingSpan(span_context))
-
-
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
 
 
 def usage_record_attributes(r: CallRecord) -> dict[str, AttributeValue]:

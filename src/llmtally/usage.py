@@ -317,13 +317,19 @@ class _AttrView(Mapping[str, Any]):
         self._obj = obj
 
     def __getitem__(self, name: str) -> Any:
-        value = _get(self._obj, name)
+        value = self.get(name)
         if value is None:
             raise KeyError(name)
         return value
 
     def get(self, name: str, default: Any = None) -> Any:
-        value = _get(self._obj, name)
+        # _get's object branch, without its dict/pydantic/Mapping tests: _fields already ruled those out.
+        obj = self._obj
+        value = getattr(obj, name, None)
+        if value is None:
+            extra = getattr(obj, "model_extra", None)
+            if extra is not None and isinstance(extra, Mapping):
+                value = extra.get(name)
         return default if value is None else value
 
     def __iter__(self) -> Any:
@@ -351,6 +357,14 @@ def _fields(obj: Any) -> Mapping[str, Any]:
     return _AttrView(obj)
 
 
+def _usage_fields(response_or_usage: Any) -> Mapping[str, Any]:
+    """The field view of a response's ``usage``, or of the argument itself when it is the usage."""
+    # A dict (the field view instrumentors pass) needs no _fields call: the helper adds no call to the hot path.
+    top = response_or_usage if type(response_or_usage) is dict else _fields(response_or_usage)
+    inner = top.get("usage")
+    return top if inner is None else _fields(inner)
+
+
 def _usage_of(response: Any, *names: str) -> Any:
     """The usage object of a response, or the argument itself when it already is one."""
     found = _get(response, *names)
@@ -364,42 +378,60 @@ def _usage_of(response: Any, *names: str) -> Any:
 
 def from_openai_chat(response_or_usage: Any) -> Usage:
     """OpenAI chat completions / legacy completions (and OpenAI-compatible: Azure, Groq, DeepSeek,
-    Together, OpenRouter, Mistral's chat) -> Usage."""
-    top = _fields(response_or_usage)
-    inner = top.get("usage")
-    u = top if inner is None else _fields(inner)
+    Together, OpenRouter, Mistral, LiteLLM) -> Usage. Other providers' spellings are read only when
+    OpenAI's field is absent, so OpenAI payloads pay for none of them."""
+    u = _usage_fields(response_or_usage)
     if u.get("prompt_tokens") is None and u.get("completion_tokens") is None:
-        groq = _fields(top.get("x_groq")).get("usage")  # Groq puts stream usage under x_groq.usage
+        # Groq puts stream usage under x_groq.usage
+        groq = _fields(_fields(response_or_usage).get("x_groq")).get("usage")
         if groq is not None:
             u = _fields(groq)
     pd = _fields(u.get("prompt_tokens_details"))
     cd = _fields(u.get("completion_tokens_details"))
     cached = pd.get("cached_tokens")
     if cached is None:
-        # DeepSeek: prompt_cache_hit_tokens; Together: a top-level cached_tokens.
-        cached = u.get("prompt_cache_hit_tokens")
-        if cached is None:
-            cached = u.get("cached_tokens")
+        cached = _other_cache_read(u)
     cache_write = pd.get("cache_write_tokens")
+    if cache_write is None:
+        cache_write = pd.get("cache_creation_tokens")  # OpenRouter, LiteLLM
+        if cache_write is None:
+            cache_write = u.get("cache_creation_input_tokens")  # LiteLLM's Anthropic-style field
+    write_1h = None
+    if cache_write is not None:  # LiteLLM's Anthropic route splits writes by TTL
+        write_1h = _fields(pd.get("cache_creation_token_details")).get("ephemeral_1h_input_tokens")
+    cost = u.get("cost")
+    if cost is not None and not isinstance(cost, (int, float, str, Decimal)):
+        cost = _get(cost, "total_cost")  # Perplexity (through LiteLLM): an object
     return Usage.build(
         input_tokens=u.get("prompt_tokens"),
         output_tokens=u.get("completion_tokens"),
         cache_read_tokens=cached,
-        cache_write_tokens=cache_write if cache_write is not None else pd.get("cache_creation_tokens"),
+        cache_write_tokens=cache_write,
+        cache_write_1h_tokens=write_1h,
         reasoning_tokens=cd.get("reasoning_tokens"),
         input_audio_tokens=pd.get("audio_tokens"),
         input_image_tokens=pd.get("image_tokens"),
         output_audio_tokens=cd.get("audio_tokens"),
         output_image_tokens=cd.get("image_tokens"),
-        provider_cost=u.get("cost"),
+        provider_cost=cost,
     )
+
+
+def _other_cache_read(u: Mapping[str, Any]) -> Any:
+    """The cache hit of an OpenAI-compatible usage without ``prompt_tokens_details.cached_tokens``."""
+    # DeepSeek: prompt_cache_hit_tokens; Together: a top-level cached_tokens; LiteLLM: cache_read_input_tokens;
+    # Mistral's API schema: prompt_token_details.cached_tokens (its embeddings send it) or num_cached_tokens.
+    for name in ("prompt_cache_hit_tokens", "cached_tokens", "cache_read_input_tokens"):
+        value = u.get(name)
+        if value is not None:
+            return value
+    value = _fields(u.get("prompt_token_details")).get("cached_tokens")
+    return u.get("num_cached_tokens") if value is None else value
 
 
 def from_openai_responses(response_or_usage: Any) -> Usage:
     """OpenAI Responses API (``response.usage`` or the ``response.completed`` event's response)."""
-    top = _fields(response_or_usage)
-    inner = top.get("usage")
-    u = top if inner is None else _fields(inner)
+    u = _usage_fields(response_or_usage)
     idt = _fields(u.get("input_tokens_details"))
     odt = _fields(u.get("output_tokens_details"))
     cache_write = idt.get("cache_write_tokens")
@@ -446,9 +478,7 @@ def from_openai_images(response: Any) -> Usage:
 # output_tokens includes thinking; newer payloads add output_tokens_details.thinking_tokens.
 
 def from_anthropic(response_or_usage: Any) -> Usage:
-    top = _fields(response_or_usage)  # field views taken once: each read below is a dict lookup
-    inner = top.get("usage")
-    u = top if inner is None else _fields(inner)
+    u = _usage_fields(response_or_usage)  # a field view taken once: each read below is a dict lookup
     base = _Coercer()
     uncached = base.count(u.get("input_tokens"))
     cache_read = base.count(u.get("cache_read_input_tokens"))
@@ -628,20 +658,9 @@ def from_bedrock_invoke_body(body: Any) -> Usage | None:
 # mistralai/client/models/usageinfo.py: prompt_tokens / completion_tokens as OpenAI (extra fields kept);
 # recorded payloads carry prompt_tokens_details.cached_tokens included in prompt_tokens, so the OpenAI
 # rules apply. Mistral's API schema also spells the cache hit prompt_token_details.cached_tokens and
-# num_cached_tokens: read those when the usual field is absent.
+# num_cached_tokens: from_openai_chat reads those when the usual field is absent.
 
-def from_mistral(response_or_usage: Any) -> Usage:
-    u = _usage_of(response_or_usage, "usage")
-    if _get(_get(u, "prompt_tokens_details"), "cached_tokens") is None:
-        cached = _get(_get(u, "prompt_token_details"), "cached_tokens")
-        if cached is None:
-            cached = _get(u, "num_cached_tokens")
-        if cached is not None:
-            return from_openai_chat({"prompt_tokens": _get(u, "prompt_tokens"),
-                                     "completion_tokens": _get(u, "completion_tokens"),
-                                     "completion_tokens_details": _get(u, "completion_tokens_details"),
-                                     "prompt_tokens_details": {"cached_tokens": cached}})
-    return from_openai_chat(u)
+from_mistral = from_openai_chat
 
 
 # --- Cohere ----------------------------------------------------------------------------------------
@@ -686,31 +705,5 @@ def from_ollama(response: Any) -> Usage:
 # cacheRead/cacheWrite into prompt_tokens the same way; Gemini's completion_tokens include thoughts. The
 # OpenAI route keeps the OpenAI payload's fields (cache_write_tokens). Perplexity's cost is an object.
 
-def from_litellm(response_or_usage: Any) -> Usage:
-    u = _fields(_usage_of(response_or_usage, "usage"))
-    pd = _fields(u.get("prompt_tokens_details"))
-    cd = _fields(u.get("completion_tokens_details"))
-    cached = pd.get("cached_tokens")
-    if cached is None:
-        cached = u.get("cache_read_input_tokens")
-    cache_write = pd.get("cache_write_tokens")
-    if cache_write is None:
-        cache_write = pd.get("cache_creation_tokens")
-        if cache_write is None:
-            cache_write = u.get("cache_creation_input_tokens")
-    cost = u.get("cost")
-    if isinstance(cost, Mapping) or (cost is not None and not isinstance(cost, (int, float, str, Decimal))):
-        cost = _get(cost, "total_cost")
-    return Usage.build(
-        input_tokens=u.get("prompt_tokens"),
-        output_tokens=u.get("completion_tokens"),
-        cache_read_tokens=cached,
-        cache_write_tokens=cache_write,
-        cache_write_1h_tokens=_get(pd.get("cache_creation_token_details"), "ephemeral_1h_input_tokens"),
-        reasoning_tokens=cd.get("reasoning_tokens"),
-        input_audio_tokens=pd.get("audio_tokens"),
-        input_image_tokens=pd.get("image_tokens"),
-        output_audio_tokens=cd.get("audio_tokens"),
-        output_image_tokens=cd.get("image_tokens"),
-        provider_cost=cost,
-    )
+# Every one of those spellings is a fallback of from_openai_chat.
+from_litellm = from_openai_chat

@@ -34,7 +34,7 @@ from llmtally import semconv as sc
 from llmtally.instrumentation._guard import report_internal_error
 from llmtally.instrumentation.call import cost_attributes, default_price_book
 from llmtally.pricing import PriceBook
-from llmtally.pricing.spans import price_span_attributes
+from llmtally.pricing.spans import nonempty_text, price_span_attributes
 
 INFERENCE_OPERATIONS: Final = frozenset({
     sc.Operation.CHAT, sc.Operation.TEXT_COMPLETION, sc.Operation.GENERATE_CONTENT, sc.Operation.EMBEDDINGS,
@@ -90,9 +90,9 @@ def _enrich(attrs: Mapping[str, object], at: datetime | None, at_ns: object,
             book: PriceBook | None) -> tuple[str, dict[str, AttributeValue]]:
     if any(attrs.get(key) is not None for key in COSTED_KEYS):
         return Outcome.ALREADY_COSTED, {}
-    request_model = _text(attrs.get(sc.GEN_AI_REQUEST_MODEL))
-    response_model = _text(attrs.get(sc.GEN_AI_RESPONSE_MODEL))
-    if _text(attrs.get(sc.GEN_AI_OPERATION_NAME)) not in INFERENCE_OPERATIONS \
+    request_model = nonempty_text(attrs.get(sc.GEN_AI_REQUEST_MODEL))
+    response_model = nonempty_text(attrs.get(sc.GEN_AI_RESPONSE_MODEL))
+    if nonempty_text(attrs.get(sc.GEN_AI_OPERATION_NAME)) not in INFERENCE_OPERATIONS \
             or not (request_model or response_model) \
             or all(attrs.get(key) is None for key in sc.SPAN_USAGE_KEYS):
         return Outcome.NOT_INFERENCE, {}
@@ -108,10 +108,6 @@ def _enrich(attrs: Mapping[str, object], at: datetime | None, at_ns: object,
     if priced.usage.clamped:
         added[sc.LLMTALLY_USAGE_CLAMPED] = True
     return cost.status, added
-
-
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
 
 
 def start_time(unix_nano: object) -> datetime | None:

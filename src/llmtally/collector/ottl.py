@@ -45,7 +45,7 @@ from llmtally import semconv as sc
 from llmtally.collector.enrich import INFERENCE_OPERATIONS
 from llmtally.pricing import matching
 from llmtally.pricing.catalog import PROVIDER_IDS, Catalog
-from llmtally.pricing.engine import LOCAL_PROVIDERS, STANDARD_SERVICE_TIERS, request_model_first
+from llmtally.pricing.engine import LOCAL_CATALOG, LOCAL_PROVIDERS, STANDARD_SERVICE_TIERS, request_model_first
 from llmtally.pricing.model import ModelPricing, PricePeriod, Rates, Tier
 
 COLLECTOR_VERSION: Final = "0.136.0"
@@ -63,8 +63,6 @@ _SEP: Final = "\n"  # joins a model's candidate names for one regex lookup; a na
 _LEAVES: Final = ("u", "cr", "c5", "cw1h", "v", "rs")  # uncached, cache read, 5m/1h cache write, output, reasoning
 _SLOTS: Final = ("S", "S1", "S2", "G", "G1", "G2", "F", "F1", "F2", "P", "P1", "P2")
 _WS: Final = "[ \\t\\n\\r\\f\\v]"
-LOCAL_CATALOG: Final = "local model (no price file)"
-"""What llmtally names as the catalog of a local model's explicit $0 (the engine's free cost)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,16 +250,10 @@ def _candidate_statements(model_key: str, tag: str, patterns: dict[str, str]) ->
 
 # --- prices -----------------------------------------------------------------------------------------
 def _leaf_rates(rates: Rates) -> list[tuple[str, Decimal | None]]:
-    """USD per 1M tokens for each leaf, with the engine's fallbacks (PerToken.of)."""
-    cache_write = rates.cache_write if rates.cache_write is not None else rates.input
-    return [
-        ("u", rates.input),
-        ("cr", rates.cache_read if rates.cache_read is not None else rates.input),
-        ("c5", cache_write),
-        ("cw1h", rates.cache_write_1h if rates.cache_write_1h is not None else cache_write),
-        ("v", rates.output),
-        ("rs", rates.reasoning if rates.reasoning is not None else rates.output),
-    ]
+    """USD per 1M tokens for each leaf, with the engine's fallbacks."""
+    f = rates.with_fallbacks()
+    return list(zip(_LEAVES, (f.input, f.cache_read, f.cache_write, f.cache_write_1h, f.output, f.reasoning),
+                    strict=True))
 
 
 def _rate_statements(entry_id: str, rates: Rates, conditions: Sequence[str]) -> list[str]:

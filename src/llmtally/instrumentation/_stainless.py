@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from functools import partial
-from typing import Any, Generic, NamedTuple, Protocol, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import wrapt
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
@@ -28,32 +28,36 @@ from llmtally.instrumentation.streams import (
 
 
 class Plan:
-    """One traced call: its Call, what kind of endpoint, whether it streams, and the (possibly
-    adjusted) arguments to call ``request()`` with."""
+    """One traced call: its Call (which knows whether it streams), what kind of endpoint, and the
+    (possibly adjusted) arguments to call ``request()`` with."""
 
-    __slots__ = ("args", "call", "injected", "kind", "kwargs", "stream")
+    __slots__ = ("args", "call", "injected", "kind", "kwargs")
 
-    def __init__(self, call: Call, kind: str, stream: bool, injected: bool, args: tuple[Any, ...],
-                 kwargs: dict[str, Any]) -> None:
-        self.call, self.kind, self.stream, self.injected = call, kind, stream, injected
+    def __init__(self, call: Call, kind: str, injected: bool, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.call, self.kind, self.injected = call, kind, injected
         self.args, self.kwargs = args, kwargs
 
 
-class Adapter(Protocol):
+class Adapter:
+    """What an SDK module supplies: which requests to trace, how to read responses and stream items."""
+
     name: str
     """Used in internal-error kinds ("openai.start", ...)."""
+    types: tuple[Any, ...] = ()
+    """(Stream, AsyncStream, LegacyAPIResponse, APIResponse, AsyncAPIResponse) of the SDK, resolved once by
+    :func:`instrument`."""
 
     def plan(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Plan | None:
         """A Plan for a request worth tracing, else None (the request passes through untouched)."""
+        raise NotImplementedError
 
     def finish_from_object(self, plan: Plan, obj: Any) -> None:
         """Finish the call from a parsed response (an SDK model or its decoded JSON)."""
+        raise NotImplementedError
 
     def accumulator(self, plan: Plan) -> Accumulator:
         """The per-item observer of this call's stream."""
-
-    def sdk_types(self) -> tuple[Any, ...]:
-        """(Stream, AsyncStream, LegacyAPIResponse, APIResponse, AsyncAPIResponse) of the SDK."""
+        raise NotImplementedError
 
 
 E = TypeVar("E")
@@ -114,6 +118,7 @@ def request_of(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
 
 def instrument(module: str, adapter: Adapter) -> None:
     """Wrap ``{module}._base_client.SyncAPIClient.request`` and ``AsyncAPIClient.request``."""
+    adapter.types = sdk_types(module)  # the SDK is importable here: wrapping imports it anyway
     wrapt.wrap_function_wrapper(f"{module}._base_client", "SyncAPIClient.request", partial(_sync, adapter))
     wrapt.wrap_function_wrapper(f"{module}._base_client", "AsyncAPIClient.request", partial(_async, adapter))
 
@@ -163,29 +168,28 @@ def _result(adapter: Adapter, plan: Plan, result: Any) -> Any:
 
 
 def _handle(adapter: Adapter, plan: Plan, result: Any) -> Any:
-    stream_t, async_stream_t, legacy_t, response_t, async_response_t = adapter.sdk_types()
+    types = adapter.types
+    if not isinstance(result, types):  # a plain call's parsed object: one test against all five classes
+        adapter.finish_from_object(plan, result)
+        return result
+    stream_t, async_stream_t, legacy_t, _, async_response_t = types
     if isinstance(result, stream_t):
         return TracedStream(result, adapter.accumulator(plan))
     if isinstance(result, async_stream_t):
         return TracedAsyncStream(result, adapter.accumulator(plan))
-    if isinstance(result, legacy_t):
-        if not plan.stream:
-            _finish_from_body(adapter, plan, result.http_response)  # with_raw_response: the body is read
-        return TracedResponse(result, partial(_on_parsed, adapter, plan), partial(_on_close, adapter, plan, result))
-    if isinstance(result, response_t):
-        return TracedResponse(result, partial(_on_parsed, adapter, plan), partial(_on_close, adapter, plan, result))
     if isinstance(result, async_response_t):
         return TracedAsyncResponse(result, partial(_on_parsed, adapter, plan),
                                    partial(_on_close, adapter, plan, result))
-    adapter.finish_from_object(plan, result)
-    return result
+    if isinstance(result, legacy_t) and not plan.call.streaming:
+        _finish_from_body(adapter, plan, result.http_response)  # with_raw_response: the body is read
+    return TracedResponse(result, partial(_on_parsed, adapter, plan), partial(_on_close, adapter, plan, result))
 
 
 def _on_parsed(adapter: Adapter, plan: Plan, parsed: Any) -> Any:
-    stream_t, async_stream_t = adapter.sdk_types()[:2]
-    if isinstance(parsed, stream_t):
+    types = adapter.types
+    if isinstance(parsed, types[0]):
         return TracedStream(parsed, adapter.accumulator(plan))
-    if isinstance(parsed, async_stream_t):
+    if isinstance(parsed, types[1]):
         return TracedAsyncStream(parsed, adapter.accumulator(plan))
     adapter.finish_from_object(plan, parsed)
     return parsed
@@ -193,7 +197,7 @@ def _on_parsed(adapter: Adapter, plan: Plan, parsed: Any) -> Any:
 
 def _on_close(adapter: Adapter, plan: Plan, response: Any) -> None:
     """The caller closed a raw response without parse(): use the body if it was read."""
-    if plan.stream:
+    if plan.call.streaming:
         plan.call.finish(None)
         return
     _finish_from_body(adapter, plan, response.http_response)

@@ -53,9 +53,8 @@ class AnthropicInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         stainless.uninstrument(base)
 
 
-class _AnthropicAdapter:
+class _AnthropicAdapter(stainless.Adapter):
     name = "anthropic"
-    _types: tuple[Any, ...] | None = None
 
     def plan(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Plan | None:
         return _plan(instance, args, kwargs)
@@ -65,11 +64,6 @@ class _AnthropicAdapter:
 
     def accumulator(self, plan: Plan) -> Accumulator:
         return _MessageAccumulator(plan.call)
-
-    def sdk_types(self) -> tuple[Any, ...]:
-        if self._types is None:
-            _AnthropicAdapter._types = stainless.sdk_types("anthropic")
-        return self._types  # type: ignore[return-value]
 
 
 _ADAPTER = _AnthropicAdapter()
@@ -102,7 +96,7 @@ def _plan(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Plan 
                 server_address=host, server_port=port, streaming=stream,
                 attributes=_request_attributes(body, capture), price_book=_settings.price_book,
                 estimate_input=partial(_estimate_input, body, model), capture=capture)
-    return Plan(call, MESSAGES, stream, False, args, kwargs)
+    return Plan(call, MESSAGES, False, args, kwargs)
 
 
 _NUMBERS = (("max_tokens", sc.GEN_AI_REQUEST_MAX_TOKENS), ("temperature", sc.GEN_AI_REQUEST_TEMPERATURE),
@@ -140,7 +134,7 @@ def _finish_from_object(plan: Plan, obj: Any) -> None:
         call.finish_reasons = [reason]
     usage: Usage | None = None
     if fields.get("usage") is not None:
-        usage = from_anthropic(obj)
+        usage = from_anthropic(fields)  # the field view already taken: not a second pass over the model
     else:
         for block in fields.get("content") or ():
             text = _fields(block).get("text")

@@ -199,21 +199,23 @@ def _start(instance: Any, kwargs: dict[str, Any], operation: str, stream: bool) 
 
 # --- responses --------------------------------------------------------------------------------------
 
-def _usage(holder: Any) -> Usage | None:
-    """Usage of a response or chunk when it reports counts, else None (estimate)."""
-    u = _fields(holder).get("usage")
+def _usage(call: Call, u: Any) -> Usage | None:
+    """Usage of a response's or chunk's ``usage`` when it reports counts, else None (estimate); sets the
+    call's service tier from it. One field view of ``u`` (a dict merge: UsageInfo keeps extra fields)
+    serves every read."""
     if u is None:
+        call.service_tier = None
         return None
+    f = _fields(u)
+    call.service_tier = _text(f.get("service_tier"))
     # The SDK's UsageInfo defaults absent counts to 0: ask pydantic which ones the payload had.
     present = getattr(u, "__pydantic_fields_set__", None)
     if present is not None:
         if not {"prompt_tokens", "completion_tokens"} & present:
             return None
-    else:
-        f = _fields(u)
-        if f.get("prompt_tokens") is None and f.get("completion_tokens") is None:
-            return None
-    return from_mistral(u)
+    elif f.get("prompt_tokens") is None and f.get("completion_tokens") is None:
+        return None
+    return from_mistral(f)
 
 
 def _content_texts(content: Any) -> list[str]:
@@ -246,16 +248,11 @@ def _tool_call_texts(tool_calls: Any) -> list[str]:
     return out
 
 
-def _service_tier(holder: Any) -> str | None:
-    return _text(_fields(_fields(holder).get("usage")).get("service_tier"))
-
-
 def _finish_response(call: Call, operation: str, response: Any, error: BaseException | None = None) -> None:
     try:
         f = _fields(response)
         call.set_response(f.get("model"), f.get("id"))
-        call.service_tier = _service_tier(response)
-        usage = _usage(response)
+        usage = _usage(call, f.get("usage"))
         if operation != _EMBED:
             reasons = []
             for choice in f.get("choices") or ():
@@ -373,9 +370,9 @@ class _ChunkAccumulator(UsageAccumulator):
                 index = c.get("index")
                 self._reasons[index if isinstance(index, int) else len(self._reasons)] = reason
                 call.finish_reasons = [self._reasons[i] for i in sorted(self._reasons)]
-        if f.get("usage") is not None:
-            self._usage = _usage(chunk)
-            call.service_tier = _service_tier(chunk)
+        usage = f.get("usage")
+        if usage is not None:
+            self._usage = _usage(call, usage)
         return True
 
 

@@ -90,7 +90,7 @@ class OpenAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
 # --- the adapter for the shared Stainless hook ---------------------------------------------------
 
-class _OpenAIAdapter:
+class _OpenAIAdapter(stainless.Adapter):
     name = "openai"
 
     def plan(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Plan | None:
@@ -101,9 +101,6 @@ class _OpenAIAdapter:
 
     def accumulator(self, plan: Plan) -> Accumulator:
         return _accumulator(plan)
-
-    def sdk_types(self) -> tuple[Any, ...]:
-        return _types()
 
 
 _ADAPTER = _OpenAIAdapter()
@@ -150,7 +147,7 @@ def _plan(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Plan 
     service_tier = body.get("service_tier")
     if isinstance(service_tier, str):  # "auto"/"default": the engine prices them as standard
         call.service_tier = service_tier
-    return Plan(call, kind, stream, injected, args, kwargs)
+    return Plan(call, kind, injected, args, kwargs)
 
 
 def _include_usage(body: Mapping[str, Any]) -> bool:
@@ -225,17 +222,6 @@ def _estimate_input(kind: str, body: Mapping[str, Any], model: str | None) -> in
 
 
 # --- results --------------------------------------------------------------------------------------
-
-_sdk_types: tuple[Any, ...] | None = None
-
-
-def _types() -> tuple[Any, ...]:
-    """The SDK's stream and response classes, imported once (the SDK is imported by then)."""
-    global _sdk_types
-    if _sdk_types is None:
-        _sdk_types = stainless.sdk_types("openai")
-    return _sdk_types
-
 
 def _finish_from_object(plan: Plan, obj: Any) -> None:
     call = plan.call

@@ -33,6 +33,8 @@ ENV_PRICE_FILES = "LLMTALLY_PRICE_FILES"
 # Providers that run models on the user's own hardware: without a price file their calls are "free"
 # (an explicit status with amount 0), never "unpriced" and never a silent $0.
 LOCAL_PROVIDERS = frozenset({semconv.Provider.OLLAMA})
+LOCAL_CATALOG: Final = "local model (no price file)"
+"""The catalog named on a free call of a local provider (here and in the generated OTTL)."""
 STANDARD_SERVICE_TIERS: Final = frozenset({"auto", "default"})
 """Service tiers that mean the standard price: :meth:`PriceBook.cost` treats them as no tier at all."""
 _ZERO = Decimal(0)
@@ -70,11 +72,9 @@ class PerToken:
             # Exact: a division by 10^6 and a multiplier with few digits stay within Decimal precision.
             return None if value is None else value * multiplier / MTOK
 
-        cache_write = rates.cache_write if rates.cache_write is not None else rates.input
-        p_in, p_out = per(rates.input), per(rates.output)
-        p_cr = per(rates.cache_read if rates.cache_read is not None else rates.input)
-        p_cw = per(cache_write)
-        p_rs = per(rates.reasoning if rates.reasoning is not None else rates.output)
+        f = rates.with_fallbacks()
+        p_in, p_out, p_cr, p_cw, p_rs = (per(f.input), per(f.output), per(f.cache_read), per(f.cache_write),
+                                         per(f.reasoning))
         saving = p_in - p_cr if p_in is not None and p_cr is not None else None
         core = None
         if saving is not None and p_in is not None and p_out is not None and p_cr is not None \
@@ -85,12 +85,12 @@ class PerToken:
             output=p_out,
             cache_read=p_cr,
             cache_write=p_cw,
-            cache_write_1h=per(rates.cache_write_1h if rates.cache_write_1h is not None else cache_write),
+            cache_write_1h=per(f.cache_write_1h),
             reasoning=p_rs,
-            input_audio=per(rates.input_audio if rates.input_audio is not None else rates.input),
-            output_audio=per(rates.output_audio if rates.output_audio is not None else rates.output),
-            input_image=per(rates.input_image if rates.input_image is not None else rates.input),
-            output_image=per(rates.output_image if rates.output_image is not None else rates.output),
+            input_audio=per(f.input_audio),
+            output_audio=per(f.output_audio),
+            input_image=per(f.input_image),
+            output_image=per(f.output_image),
             cache_saving=saving,
             core=core,
         )
@@ -313,7 +313,7 @@ def request_model_first(provider: str | None) -> bool:
 
 
 _FREE = Cost(status=semconv.CostStatus.FREE, amount=_ZERO, source=semconv.CostSource.LOCAL,
-             breakdown={leaf: _ZERO for leaf in semconv.TOKEN_LEAVES}, catalog="local model (no price file)")
+             breakdown={leaf: _ZERO for leaf in semconv.TOKEN_LEAVES}, catalog=LOCAL_CATALOG)
 
 
 def _active(period: PricePeriod, at: datetime) -> bool:

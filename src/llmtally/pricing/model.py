@@ -33,6 +33,23 @@ class Rates:
     input_image: Decimal | None = None
     output_image: Decimal | None = None
 
+    def with_fallbacks(self) -> Rates:
+        """These rates with every missing rate taken from the one it falls back to (None only where the
+        fallback is missing too): the one statement of the hierarchy, for the engine and the OTTL."""
+        cache_write = self.cache_write if self.cache_write is not None else self.input
+        return Rates(
+            input=self.input,
+            output=self.output,
+            cache_read=self.cache_read if self.cache_read is not None else self.input,
+            cache_write=cache_write,
+            cache_write_1h=self.cache_write_1h if self.cache_write_1h is not None else cache_write,
+            reasoning=self.reasoning if self.reasoning is not None else self.output,
+            input_audio=self.input_audio if self.input_audio is not None else self.input,
+            output_audio=self.output_audio if self.output_audio is not None else self.output,
+            input_image=self.input_image if self.input_image is not None else self.input,
+            output_image=self.output_image if self.output_image is not None else self.output,
+        )
+
     def merged(self, other: Rates) -> Rates:
         """These rates with every rate ``other`` sets taking precedence."""
         return Rates(**{name: getattr(other, name) if getattr(other, name) is not None

@@ -35,6 +35,11 @@ class SpanPrice:
     service_tier: str | None
 
 
+def nonempty_text(value: object) -> str | None:
+    """An attribute value that is a non-empty str, else None (the processor and the collector read the same)."""
+    return value if isinstance(value, str) and value else None
+
+
 def usage_from_span_attributes(attrs: Mapping[str, Any]) -> Usage:
     """Usage from GenAI semconv span attributes, with the older/peer spellings as fallbacks."""
     counts: dict[str, Any] = {field: next((attrs[k] for k in keys if attrs.get(k) is not None), None)
@@ -47,7 +52,7 @@ def span_service_tier(attrs: Mapping[str, Any]) -> str | None:
     request says ``default``: standard), else the requested one; None for a standard tier. The OpenAI
     instrumentor and the OTTL follow the same rule."""
     for key in _TIER_KEYS:
-        tier = _text(attrs.get(key))
+        tier = nonempty_text(attrs.get(key))
         if tier:
             return None if tier in STANDARD_SERVICE_TIERS else tier
     return None
@@ -57,17 +62,13 @@ def price_span_attributes(attrs: Mapping[str, Any], start_ns: object, book: Pric
                           at: datetime | None = None) -> SpanPrice:
     """Price a span from its attributes at its start, ``start_ns`` (epoch nanoseconds; ``at`` wins when
     given; neither, or a value that is no time: now). Never raises for any attribute values."""
-    provider = _text(attrs.get(sc.GEN_AI_PROVIDER_NAME)) or _text(attrs.get(sc.GEN_AI_SYSTEM))
+    provider = nonempty_text(attrs.get(sc.GEN_AI_PROVIDER_NAME)) or nonempty_text(attrs.get(sc.GEN_AI_SYSTEM))
     provider = provider.lower() if provider else None
-    request_model = _text(attrs.get(sc.GEN_AI_REQUEST_MODEL))
-    response_model = _text(attrs.get(sc.GEN_AI_RESPONSE_MODEL))
+    request_model = nonempty_text(attrs.get(sc.GEN_AI_REQUEST_MODEL))
+    response_model = nonempty_text(attrs.get(sc.GEN_AI_RESPONSE_MODEL))
     tier = span_service_tier(attrs)
     usage = usage_from_span_attributes(attrs)
     at_ns = start_ns if type(start_ns) is int and 0 < start_ns < _MAX_NS else None
     cost = book.cost(usage, provider=provider, request_model=request_model, response_model=response_model,
                      at=at, at_ns=at_ns, service_tier=tier)
     return SpanPrice(usage, cost, provider, request_model, response_model, tier)
-
-
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
